@@ -1,0 +1,1 @@
+"""Hash index over binary codes and the durable document store."""

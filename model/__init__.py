@@ -1,0 +1,1 @@
+"""Featurizer, autoencoders, training and model artifacts."""

@@ -1,0 +1,1 @@
+"""HTTP service: FastAPI app, schemas, settings, client and CLI."""
