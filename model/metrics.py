@@ -1,0 +1,246 @@
+"""Retrieval quality of binary codes: precision@k, Hamming-ball lookup quality, bucket occupancy.
+
+Codes are uint8 arrays `(n, b/8)` from `np.packbits`. A database document is relevant to a query
+when the two share at least one label. Distances are computed a block of queries at a time so that
+memory stays bounded (about `BLOCK_ELEMENTS` distances per block) whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+Labels = Sequence[Sequence[str]]
+BLOCK_ELEMENTS = 1 << 23
+
+
+def hamming_distance_matrix(query_codes: np.ndarray, db_codes: np.ndarray) -> np.ndarray:
+    """All query-to-database Hamming distances as an int32 `(nq, ndb)` matrix."""
+    query_words, db_words = _as_words(query_codes, db_codes)
+    distances = np.empty((len(query_words), len(db_words)), dtype=np.int32)
+    for start, stop in _blocks(len(query_words), len(db_words) * db_words.shape[1]):
+        distances[start:stop] = _word_distances(query_words[start:stop], db_words)
+    return distances
+
+
+def precision_at_k(
+    query_codes: np.ndarray,
+    db_codes: np.ndarray,
+    query_labels: Labels,
+    db_labels: Labels,
+    k: int = 100,
+) -> dict[str, float]:
+    """Mean precision of the k nearest codes, tie-aware and in index order.
+
+    `tie_aware`: documents strictly closer than the k-th neighbour's distance count fully; the
+    documents tied at that distance count in proportion (slots left / number tied), so no random
+    tie-break is needed. `index_order`: a stable sort by distance, ties broken by database order.
+    k is capped at the database size.
+    """
+    query_words, db_words = _as_words(query_codes, db_codes)
+    query_matrix, db_matrix = _label_matrices(query_labels, db_labels)
+    _check_lengths(query_words, query_matrix, db_words, db_matrix)
+    totals = np.zeros(2)
+    for start, stop in _blocks(len(query_words), len(db_words) * db_words.shape[1]):
+        distances = _word_distances(query_words[start:stop], db_words)
+        relevant = _relevance(query_matrix[start:stop], db_matrix)
+        totals += _ranked_precision_sums(distances, relevant, k)
+    return _precision_dict(totals, len(query_words))
+
+
+def precision_at_k_scores(
+    query_vectors: np.ndarray | sp.spmatrix,
+    db_vectors: np.ndarray | sp.spmatrix,
+    query_labels: Labels,
+    db_labels: Labels,
+    k: int = 100,
+) -> dict[str, float]:
+    """Precision@k of real-valued retrieval ranked by dot-product score (cosine for unit rows).
+
+    Same definitions as `precision_at_k`, with higher scores ranking first.
+    """
+    query_matrix, db_matrix = _label_matrices(query_labels, db_labels)
+    _check_lengths(query_vectors, query_matrix, db_vectors, db_matrix)
+    totals = np.zeros(2)
+    db_transposed = db_vectors.T
+    for start, stop in _blocks(query_vectors.shape[0], db_vectors.shape[0]):
+        scores = query_vectors[start:stop] @ db_transposed
+        scores = scores.toarray() if sp.issparse(scores) else np.asarray(scores)
+        relevant = _relevance(query_matrix[start:stop], db_matrix)
+        totals += _ranked_precision_sums(-scores, relevant, k)
+    return _precision_dict(totals, query_vectors.shape[0])
+
+
+def hamming_ball_quality(
+    query_codes: np.ndarray,
+    db_codes: np.ndarray,
+    query_labels: Labels,
+    db_labels: Labels,
+    radii: Sequence[int] = (0, 1, 2),
+) -> dict[int, dict[str, float]]:
+    """Quality of hash-table lookup: for each radius, what the Hamming ball around a query holds.
+
+    Per radius: `precision` (mean over all queries, an empty ball counting as precision 0),
+    `precision_nonempty` (mean over queries whose ball is not empty; NaN when every ball is empty),
+    `recall` (share of the query's relevant documents inside the ball, averaged over queries
+    that have any relevant document), `empty_share` and `mean_candidates` (ball size).
+    """
+    query_words, db_words = _as_words(query_codes, db_codes)
+    query_matrix, db_matrix = _label_matrices(query_labels, db_labels)
+    _check_lengths(query_words, query_matrix, db_words, db_matrix)
+    n_queries = len(query_words)
+    candidates = np.zeros((len(radii), n_queries))
+    hits = np.zeros((len(radii), n_queries))
+    relevant_total = np.zeros(n_queries)
+    for start, stop in _blocks(n_queries, len(db_words) * db_words.shape[1]):
+        distances = _word_distances(query_words[start:stop], db_words)
+        relevant = _relevance(query_matrix[start:stop], db_matrix)
+        relevant_total[start:stop] = relevant.sum(axis=1)
+        for row, radius in enumerate(radii):
+            inside = distances <= radius
+            candidates[row, start:stop] = inside.sum(axis=1)
+            hits[row, start:stop] = (inside & relevant).sum(axis=1)
+    has_relevant = relevant_total > 0
+    results: dict[int, dict[str, float]] = {}
+    for row, radius in enumerate(radii):
+        nonempty = candidates[row] > 0
+        precision = np.divide(hits[row], candidates[row], out=np.zeros(n_queries), where=nonempty)
+        recall = hits[row][has_relevant] / relevant_total[has_relevant]
+        results[int(radius)] = {
+            "precision": _mean(precision),
+            "precision_nonempty": _mean(precision[nonempty]),
+            "recall": _mean(recall),
+            "empty_share": _mean(~nonempty),
+            "mean_candidates": _mean(candidates[row]),
+        }
+    return results
+
+
+def bucket_occupancy(codes: np.ndarray) -> dict[str, float]:
+    """How documents spread over buckets (one bucket per distinct code).
+
+    `entropy_bits` is the Shannon entropy of the code distribution; `max_entropy_bits` its ceiling
+    for this many documents (log2 n, every document in its own bucket).
+    """
+    codes = _as_code_array(codes, "codes")
+    n_codes = len(codes)
+    if n_codes == 0:
+        raise ValueError("bucket_occupancy needs at least one code")
+    _unique, sizes = np.unique(codes, axis=0, return_counts=True)
+    shares = sizes / n_codes
+    return {
+        "n_codes": n_codes,
+        "distinct_codes": len(sizes),
+        "largest_bucket": int(sizes.max()),
+        "singleton_buckets": int((sizes == 1).sum()),
+        "mean_bucket_size": float(n_codes / len(sizes)),
+        "entropy_bits": float(-(shares * np.log2(shares)).sum()),
+        "max_entropy_bits": float(np.log2(n_codes)),
+        "mean_bit_on_rate": float(np.unpackbits(codes, axis=1).mean()),
+    }
+
+
+def _ranked_precision_sums(distances: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
+    """Summed tie-aware and index-order precision@k of a block of queries (rows)."""
+    k = min(k, distances.shape[1])
+    if k < 1:
+        raise ValueError("precision@k needs k >= 1 and a non-empty database")
+    kth = np.partition(distances, k - 1, axis=1)[:, k - 1 : k]
+    closer = distances < kth
+    tied = distances == kth
+    slots = k - closer.sum(axis=1)
+    relevant_closer = (closer & relevant).sum(axis=1)
+    relevant_tied = (tied & relevant).sum(axis=1)
+    tie_aware = (relevant_closer + relevant_tied * slots / tied.sum(axis=1)) / k
+    first_tied = tied & (np.cumsum(tied, axis=1) <= slots[:, None])
+    index_order = (relevant_closer + (first_tied & relevant).sum(axis=1)) / k
+    return np.array([tie_aware.sum(), index_order.sum()])
+
+
+def _precision_dict(totals: np.ndarray, n_queries: int) -> dict[str, float]:
+    """Turn summed precisions into the public {tie_aware, index_order} means."""
+    if n_queries == 0:
+        raise ValueError("precision@k needs at least one query")
+    return {"tie_aware": float(totals[0] / n_queries), "index_order": float(totals[1] / n_queries)}
+
+
+def _as_code_array(codes: np.ndarray, name: str) -> np.ndarray:
+    """Check that `codes` is a 2-D uint8 packbits array."""
+    codes = np.asarray(codes)
+    if codes.dtype != np.uint8 or codes.ndim != 2:
+        raise ValueError(f"{name} must be a uint8 array (n, b/8), got {codes.dtype} {codes.shape}")
+    return codes
+
+
+def _as_words(query_codes: np.ndarray, db_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Repack both code arrays as zero-padded uint64 words: XOR and popcount 64 bits at a time."""
+    query_codes = _as_code_array(query_codes, "query_codes")
+    db_codes = _as_code_array(db_codes, "db_codes")
+    if query_codes.shape[1] != db_codes.shape[1]:
+        raise ValueError(
+            f"query codes have {8 * query_codes.shape[1]} bits, database codes "
+            f"{8 * db_codes.shape[1]}"
+        )
+    n_words = -(-query_codes.shape[1] // 8)
+    return _pad_to_words(query_codes, n_words), _pad_to_words(db_codes, n_words)
+
+
+def _pad_to_words(codes: np.ndarray, n_words: int) -> np.ndarray:
+    """Zero-pad each row to `n_words` * 8 bytes and view it as uint64 words."""
+    padded = np.zeros((len(codes), n_words * 8), dtype=np.uint8)
+    padded[:, : codes.shape[1]] = codes
+    return padded.view(np.uint64)
+
+
+def _word_distances(query_words: np.ndarray, db_words: np.ndarray) -> np.ndarray:
+    """Hamming distances between every query row and every database row (small int matrix)."""
+    distances = np.zeros((len(query_words), len(db_words)), dtype=np.int32)
+    for word in range(db_words.shape[1]):
+        xor = np.bitwise_xor(query_words[:, word, None], db_words[None, :, word])
+        distances += np.bitwise_count(xor)
+    return distances
+
+
+def _label_matrices(query_labels: Labels, db_labels: Labels) -> tuple[np.ndarray, np.ndarray]:
+    """One-hot label matrices (float32) over the labels seen on either side."""
+    if isinstance(query_labels, str) or isinstance(db_labels, str):
+        raise ValueError("labels must be a sequence of label sequences, not a string")
+    names = sorted({label for labels in (*query_labels, *db_labels) for label in labels})
+    column = {name: i for i, name in enumerate(names)}
+
+    def one_hot(label_lists: Labels) -> np.ndarray:
+        matrix = np.zeros((len(label_lists), len(names)), dtype=np.float32)
+        for row, labels in enumerate(label_lists):
+            matrix[row, [column[label] for label in labels]] = 1.0
+        return matrix
+
+    return one_hot(query_labels), one_hot(db_labels)
+
+
+def _relevance(query_label_block: np.ndarray, db_label_matrix: np.ndarray) -> np.ndarray:
+    """Boolean (queries, database) matrix: True where the two share a label."""
+    return (query_label_block @ db_label_matrix.T) > 0
+
+
+def _check_lengths(
+    queries: object, query_labels: np.ndarray, db: object, db_labels: np.ndarray
+) -> None:
+    """Refuse label lists that do not line up with the codes or vectors they describe."""
+    for name, items, labels in (("query", queries, query_labels), ("database", db, db_labels)):
+        n_items = items.shape[0]  # type: ignore[attr-defined]
+        if n_items != len(labels):
+            raise ValueError(f"{n_items} {name} items but {len(labels)} {name} label lists")
+
+
+def _blocks(n_rows: int, row_cost: int) -> Iterator[tuple[int, int]]:
+    """Split `n_rows` queries into (start, stop) blocks of about BLOCK_ELEMENTS work each."""
+    step = max(1, BLOCK_ELEMENTS // max(row_cost, 1))
+    for start in range(0, n_rows, step):
+        yield start, min(start + step, n_rows)
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean as a float; NaN for an empty array (no warning)."""
+    return float(values.mean()) if values.size else float("nan")
