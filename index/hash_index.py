@@ -1,0 +1,397 @@
+"""`HashIndex`: exact in-memory semantic-hashing table from codes to client ids.
+
+Layout: codes live word-major in `_words` (W, capacity) uint64, indexed by dense internal rows that
+are handed out in insertion order of the ids (an upsert that changes a code keeps the row). Buckets
+are two `BucketTable`s: a large `main` rebuilt now and then, and a small `delta` holding the rows
+written since; `_where[row]` says which table holds a row's current entry (or none once removed),
+so stale entries are skipped without rewriting the big table. Results are ordered by (Hamming
+distance, row). A readers-writer lock makes every batch write atomic for concurrent readers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from index.bucket_table import BucketTable, bucket_keys
+from index.codes import (
+    as_code_array,
+    code_to_words,
+    codes_to_words,
+    validate_bits,
+    words_per_code,
+    words_to_codes,
+)
+from index.hamming import ball_masks, ball_size, hamming_distances, shell_masks
+from index.id_table import IdTable
+from index.rwlock import ReadWriteLock
+
+Hit = tuple[str, int]
+Keep = Callable[[str], bool]
+
+REMOVED = 0
+IN_MAIN = 1
+IN_DELTA = 2
+DEAD_DISTANCE = 255
+# Probing one key costs about as much as scanning this many codes; nearest() stops growing the
+# radius when the ball's probes would cost more than one scan of every code.
+PROBE_COST_IN_CODES = 32
+# nearest() never probes a ball larger than this, whatever the index size.
+MAX_NEAREST_PROBES = 1 << 16
+MIN_DELTA_BEFORE_MERGE = 4096
+MERGE_FRACTION = 32
+MAX_PROBES_PER_CHUNK = 1 << 21
+
+
+class HashIndex:
+    """Code → ids hash table with exact bucket, Hamming-ball and k-nearest queries."""
+
+    def __init__(self, bits: int) -> None:
+        self.bits = validate_bits(bits)
+        self._num_words = words_per_code(bits)
+        self._ids = IdTable()
+        self._words = np.zeros((self._num_words, 1024), dtype=np.uint64)
+        self._where = np.zeros(1024, dtype=np.uint8)
+        self._main = BucketTable.empty()
+        self._delta = BucketTable.empty()
+        self._removed_rows = np.zeros(0, dtype=np.intp)
+        self._lock = ReadWriteLock()
+
+    # ---- size and membership -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, doc_id: object) -> bool:
+        if not isinstance(doc_id, str):
+            return False
+        with self._lock.reading():
+            return self._ids.find(doc_id) >= 0
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the index (codes, bucket tables, id map), excluding Python overhead."""
+        return (
+            self._words.nbytes
+            + self._where.nbytes
+            + self._main.nbytes
+            + self._delta.nbytes
+            + self._removed_rows.nbytes
+            + self._ids.nbytes
+        )
+
+    def code_of(self, doc_id: str) -> bytes | None:
+        """The stored code of `doc_id`, or None when it is not indexed."""
+        with self._lock.reading():
+            row = self._ids.find(doc_id)
+            if row < 0:
+                return None
+            return words_to_codes(self._words[:, row][None, :], self.bits)[0].tobytes()
+
+    # ---- writes --------------------------------------------------------------------------
+    def upsert(self, ids: Sequence[str], codes: np.ndarray) -> None:
+        """Insert or move documents; new ids get the next rows, known ids keep theirs."""
+        codes = as_code_array(codes, self.bits)
+        if len(ids) != len(codes):
+            raise ValueError(f"got {len(ids)} ids but {len(codes)} codes")
+        _check_ids(ids)
+        if not len(ids):
+            return
+        words = codes_to_words(codes)
+        with self._lock.writing():
+            rows = np.fromiter(map(self._row_for, ids), dtype=np.intp, count=len(ids))
+            self._ensure_capacity(self._ids.rows)
+            last = _last_occurrences(rows)
+            rows, words = rows[last], words[last]
+            changed = (self._where[rows] != IN_MAIN) | np.any(
+                words != self._words[:, rows].T, axis=1
+            )
+            rows, words = rows[changed], words[changed]
+            self._words[:, rows] = words.T
+            self._where[rows] = IN_DELTA
+            self._rebuild_delta(extra_rows=rows)
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Forget documents; returns how many of `ids` were indexed."""
+        _check_ids(ids)
+        with self._lock.writing():
+            rows = [row for row in map(self._ids.discard, ids) if row >= 0]
+            if rows:
+                self._where[rows] = REMOVED
+                self._removed_rows = np.union1d(self._removed_rows, rows).astype(np.intp)
+            return len(rows)
+
+    @classmethod
+    def from_arrays(cls, bits: int, ids: Sequence[str], codes: np.ndarray) -> HashIndex:
+        """Bulk build (rows in the given order); ValueError on duplicate ids."""
+        index = cls(bits)
+        codes = as_code_array(codes, index.bits)
+        if len(ids) != len(codes):
+            raise ValueError(f"got {len(ids)} ids but {len(codes)} codes")
+        _check_ids(ids)
+        index._ids = IdTable.from_ids(ids)
+        words = codes_to_words(codes)
+        index._words = np.ascontiguousarray(words.T)
+        index._where = np.full(len(ids), IN_MAIN, dtype=np.uint8)
+        index._main = BucketTable(bucket_keys(words), np.arange(len(ids), dtype=np.int32))
+        return index
+
+    def to_arrays(self) -> tuple[list[str], np.ndarray]:
+        """Every indexed (id, code), in row order: ids and (n, bits/8) uint8 codes."""
+        with self._lock.reading():
+            rows = self._live_rows()
+            return self._ids.ids_of(rows), words_to_codes(self._words[:, rows].T, self.bits)
+
+    # ---- queries -------------------------------------------------------------------------
+    def bucket(self, code: bytes, keep: Keep | None = None) -> list[str]:
+        """Ids whose code equals `code`, in insertion order."""
+        query = code_to_words(code, self.bits)
+        with self._lock.reading():
+            rows = self._exact_rows(query)
+            ids = self._ids.ids_of(rows)
+        return ids if keep is None else [doc_id for doc_id in ids if keep(doc_id)]
+
+    def ball(self, code: bytes, radius: int, keep: Keep | None = None) -> list[Hit]:
+        """Ids within Hamming distance `radius` of `code`, by (distance, insertion order)."""
+        radius = _check_radius(radius, self.bits)
+        query = code_to_words(code, self.bits)
+        masks, weights = ball_masks(self.bits, radius)
+        with self._lock.reading():
+            distances, rows = self._probe(query, masks, weights)
+            hits = self._hits(distances, rows)
+        return hits if keep is None else [hit for hit in hits if keep(hit[0])]
+
+    def nearest(self, code: bytes, k: int, keep: Keep | None = None) -> list[Hit]:
+        """The k ids closest to `code` (passing `keep`), by (distance, insertion order)."""
+        k = _check_k(k)
+        query = code_to_words(code, self.bits)
+        with self._lock.reading():
+            return self._nearest(query, k, keep)
+
+    def bucket_many(self, codes: np.ndarray) -> list[list[str]]:
+        """`bucket` for each row of a (n, bits/8) uint8 array."""
+        return [[doc_id for doc_id, _ in hits] for hits in self.ball_many(codes, 0)]
+
+    def ball_many(self, codes: np.ndarray, radius: int) -> list[list[Hit]]:
+        """`ball` for each row of a (n, bits/8) uint8 array, probing all queries together."""
+        radius = _check_radius(radius, self.bits)
+        queries = codes_to_words(as_code_array(codes, self.bits))
+        masks, weights = ball_masks(self.bits, radius)
+        chunk = max(1, MAX_PROBES_PER_CHUNK // len(masks))
+        results: list[list[Hit]] = []
+        with self._lock.reading():
+            for start in range(0, len(queries), chunk):
+                results.extend(self._ball_chunk(queries[start : start + chunk], masks, weights))
+        return results
+
+    def nearest_many(self, codes: np.ndarray, k: int) -> list[list[Hit]]:
+        """`nearest` for each row of a (n, bits/8) uint8 array; scans run on several threads."""
+        k = _check_k(k)
+        queries = codes_to_words(as_code_array(codes, self.bits))
+        workers = min(os.cpu_count() or 1, len(queries))
+        with self._lock.reading():
+            if workers <= 1:
+                return [self._nearest(query, k, None) for query in queries]
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return list(pool.map(lambda query: self._nearest(query, k, None), queries))
+
+    # ---- statistics ----------------------------------------------------------------------
+    def num_buckets(self) -> int:
+        """Number of distinct codes among indexed documents."""
+        return sum(self.bucket_size_histogram().values())
+
+    def bucket_size_histogram(self) -> dict[int, int]:
+        """Bucket size → number of buckets of that size."""
+        with self._lock.reading():
+            words = self._words[:, self._live_rows()]
+        if not words.shape[1]:
+            return {}
+        _, sizes = np.unique(words.T, axis=0, return_counts=True)
+        size_values, bucket_counts = np.unique(sizes, return_counts=True)
+        return dict(zip(size_values.tolist(), bucket_counts.tolist(), strict=True))
+
+    # ---- internals (callers hold the lock) ----------------------------------------------
+    def _row_for(self, doc_id: str) -> int:
+        """Existing row of `doc_id`, or a newly appended one."""
+        row = self._ids.find(doc_id)
+        return row if row >= 0 else self._ids.add(doc_id)
+
+    def _ensure_capacity(self, rows: int) -> None:
+        """Grow the row arrays (doubling) so `rows` rows fit."""
+        capacity = len(self._where)
+        if rows <= capacity:
+            return
+        while capacity < rows:
+            capacity *= 2
+        words = np.zeros((self._num_words, capacity), dtype=np.uint64)
+        words[:, : len(self._where)] = self._words
+        where = np.zeros(capacity, dtype=np.uint8)
+        where[: len(self._where)] = self._where
+        self._words, self._where = words, where
+
+    def _live_rows(self) -> np.ndarray:
+        """Rows of indexed documents, ascending."""
+        return np.flatnonzero(self._where[: self._ids.rows] != REMOVED)
+
+    def _rebuild_delta(self, extra_rows: np.ndarray) -> None:
+        """Rebuild the delta table from its still-current rows plus `extra_rows`; merge if big."""
+        old = self._delta.rows[self._where[self._delta.rows] == IN_DELTA].astype(np.intp)
+        rows = np.union1d(old, extra_rows).astype(np.intp)
+        if len(rows) > max(MIN_DELTA_BEFORE_MERGE, self._ids.rows // MERGE_FRACTION):
+            self._merge()
+            return
+        self._delta = BucketTable(bucket_keys(self._words[:, rows].T), rows)
+
+    def _merge(self) -> None:
+        """Rebuild the main table from every live row and empty the delta."""
+        rows = self._live_rows()
+        self._main = BucketTable(bucket_keys(self._words[:, rows].T), rows)
+        self._where[rows] = IN_MAIN
+        self._delta = BucketTable.empty()
+        self._removed_rows = np.flatnonzero(self._where[: self._ids.rows] == REMOVED)
+
+    def _exact_rows(self, query: np.ndarray) -> np.ndarray:
+        """Rows whose code equals the (W,) `query`, ascending."""
+        key = bucket_keys(query[None, :])[0]
+        found = []
+        for table, tag in ((self._main, IN_MAIN), (self._delta, IN_DELTA)):
+            rows = table.lookup_one(key)
+            if len(rows):
+                rows = rows[self._where[rows] == tag]
+                if self._num_words > 1:
+                    rows = rows[np.all(query == self._words[:, rows].T, axis=1)]
+                found.append(rows)
+        if not found:
+            return np.zeros(0, dtype=np.int32)
+        return np.sort(np.concatenate(found))
+
+    def _probe(
+        self, query: np.ndarray, masks: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(distance, row) of every document whose code is `query` XOR one of `masks`."""
+        probe_index, rows = self._lookup(query[None, :] ^ masks)
+        return weights[probe_index], rows
+
+    def _lookup(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probe index, row) of every current entry whose code equals one of the (m, W) probes."""
+        keys = bucket_keys(probes)
+        found_probes, found_rows = [], []
+        for table, tag in ((self._main, IN_MAIN), (self._delta, IN_DELTA)):
+            probe_index, rows = table.lookup(keys)
+            current = self._where[rows] == tag
+            if self._num_words > 1:
+                current &= np.all(probes[probe_index] == self._words[:, rows].T, axis=1)
+            found_probes.append(probe_index[current])
+            found_rows.append(rows[current])
+        return np.concatenate(found_probes), np.concatenate(found_rows)
+
+    def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
+        """(id, distance) pairs ordered by (distance, row)."""
+        order = np.lexsort((rows, distances))
+        ids = self._ids.ids_of(rows[order])
+        return list(zip(ids, distances[order].tolist(), strict=True))
+
+    def _ball_chunk(
+        self, queries: np.ndarray, masks: np.ndarray, weights: np.ndarray
+    ) -> list[list[Hit]]:
+        """Ball results of several (q, W) queries from one vectorised lookup."""
+        probes = (queries[:, None, :] ^ masks[None, :, :]).reshape(-1, self._num_words)
+        probe_index, rows = self._lookup(probes)
+        query_of = probe_index // len(masks)
+        distances = weights[probe_index % len(masks)]
+        order = np.lexsort((rows, distances, query_of))
+        ids = self._ids.ids_of(rows[order])
+        distance_list = distances[order].tolist()
+        bounds = np.searchsorted(query_of[order], np.arange(len(queries) + 1)).tolist()
+        return [
+            list(zip(ids[lo:hi], distance_list[lo:hi], strict=True))
+            for lo, hi in itertools.pairwise(bounds)
+        ]
+
+    def _nearest(self, query: np.ndarray, k: int, keep: Keep | None) -> list[Hit]:
+        """Grow the probed radius while probing beats a scan, then scan the rest."""
+        live = len(self._ids)
+        hits: list[Hit] = []
+        radius = -1
+        while radius < self.bits and len(hits) < k:
+            probes = ball_size(self.bits, radius + 1)
+            if probes * PROBE_COST_IN_CODES > live or probes > MAX_NEAREST_PROBES:
+                return self._scan(query, k, keep, hits, radius)
+            radius += 1
+            masks = shell_masks(self.bits, radius)
+            distances, rows = self._probe(query, masks, np.full(len(masks), radius, np.uint8))
+            shell = self._hits(distances, rows)
+            hits.extend(shell if keep is None else (hit for hit in shell if keep(hit[0])))
+        return hits[:k]
+
+    def _scan(
+        self, query: np.ndarray, k: int, keep: Keep | None, found: list[Hit], radius: int
+    ) -> list[Hit]:
+        """Exact k nearest by computing every distance; `found` holds the hits within `radius`."""
+        distances = hamming_distances(self._words[:, : self._ids.rows], query)
+        distances[self._removed_rows] = DEAD_DISTANCE
+        if keep is None:
+            rows = _smallest_rows(distances, k)
+            return self._hits(distances[rows], rows)
+        hits = list(found)
+        order = np.argsort(distances, kind="stable")
+        start = int(np.count_nonzero(distances <= radius))
+        step = max(4 * k, 256)
+        while len(hits) < k and start < len(order):
+            rows = order[start : start + step]
+            rows = rows[distances[rows] != DEAD_DISTANCE]
+            for doc_id, dist in zip(self._ids.ids_of(rows), distances[rows].tolist(), strict=True):
+                if keep(doc_id):
+                    hits.append((doc_id, dist))
+                    if len(hits) == k:
+                        break
+            start += step
+        return hits
+
+
+def _smallest_rows(distances: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the k smallest distances below DEAD_DISTANCE, ordered by (distance, row)."""
+    live = int(np.count_nonzero(distances < DEAD_DISTANCE))
+    k = min(k, live)
+    if k == 0:
+        return np.zeros(0, dtype=np.intp)
+    sample = distances[:: max(1, len(distances) // 16384)]
+    cumulative = np.cumsum(np.bincount(sample, minlength=256)) * (len(distances) / len(sample))
+    threshold = int(np.searchsorted(cumulative, k))
+    while np.count_nonzero(distances <= threshold) < k:
+        threshold += 1
+    while threshold > 0 and np.count_nonzero(distances <= threshold - 1) >= k:
+        threshold -= 1
+    rows = np.flatnonzero(distances <= threshold)
+    return rows[np.argsort(distances[rows], kind="stable")][:k]
+
+
+def _last_occurrences(rows: np.ndarray) -> np.ndarray:
+    """Positions of the last occurrence of each distinct row, in first-seen order of rows."""
+    reversed_rows = rows[::-1]
+    _, first_in_reversed = np.unique(reversed_rows, return_index=True)
+    return np.sort(len(rows) - 1 - first_in_reversed)
+
+
+def _check_ids(ids: Sequence[str]) -> None:
+    """ValueError unless every id is a non-empty string."""
+    for doc_id in ids:
+        if not isinstance(doc_id, str) or not doc_id:
+            raise ValueError(f"document ids must be non-empty strings, got {doc_id!r}")
+
+
+def _check_radius(radius: int, bits: int) -> int:
+    """ValueError unless 0 <= radius <= bits."""
+    if isinstance(radius, bool) or not isinstance(radius, int | np.integer) or radius < 0:
+        raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
+    return min(int(radius), bits)
+
+
+def _check_k(k: int) -> int:
+    """ValueError unless k is a positive integer."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(k)

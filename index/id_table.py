@@ -1,0 +1,171 @@
+"""Compact two-way map between client string ids and dense internal ints (rows).
+
+Ids live UTF-8 encoded in one growing byte buffer with an offsets array (row → id); an
+open-addressing table of int32 rows keyed by Python's string hash gives id → row. About 16 bytes
+per id plus the id's own bytes, instead of ~150 for a dict and a list of str objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+EMPTY = -1
+TOMBSTONE = -2
+MAX_LOAD = 0.6
+
+
+class IdTable:
+    """Rows are handed out in insertion order and never reused; removed rows keep their bytes."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._blob = bytearray()
+        self._offsets = np.zeros(max(capacity, 16) + 1, dtype=np.int64)
+        self._rows = 0
+        self._live = 0
+        self._used_slots = 0
+        self._slots = np.full(_table_size(capacity), EMPTY, dtype=np.int32)
+
+    def __len__(self) -> int:
+        return self._live
+
+    @property
+    def rows(self) -> int:
+        """Number of rows ever handed out (live or removed)."""
+        return self._rows
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the table's arrays and id bytes."""
+        return len(self._blob) + self._offsets.nbytes + self._slots.nbytes
+
+    def id_of(self, row: int) -> str:
+        """The id stored at `row` (also for removed rows)."""
+        return self._blob[self._offsets[row] : self._offsets[row + 1]].decode()
+
+    def ids_of(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """Ids of many rows, in order."""
+        offsets = self._offsets
+        blob = self._blob
+        starts = offsets[rows].tolist()
+        ends = offsets[np.asarray(rows, dtype=np.int64) + 1].tolist()
+        return [blob[s:e].decode() for s, e in zip(starts, ends, strict=True)]
+
+    def find(self, doc_id: str) -> int:
+        """Row of `doc_id`, or -1 when it is not present."""
+        key = doc_id.encode()
+        mask = len(self._slots) - 1
+        slot = hash(doc_id) & mask
+        slots = self._slots
+        offsets = self._offsets
+        while True:
+            row = int(slots[slot])
+            if row == EMPTY:
+                return -1
+            if row >= 0 and self._blob[offsets[row] : offsets[row + 1]] == key:
+                return row
+            slot = (slot + 1) & mask
+
+    def add(self, doc_id: str) -> int:
+        """Append a new id (caller checked it is absent) and return its row."""
+        if (self._used_slots + 1) > MAX_LOAD * len(self._slots):
+            self._rehash(_table_size(max(self._live + 1, 16)))
+        if self._rows + 1 >= len(self._offsets):
+            grown = np.zeros(2 * len(self._offsets), dtype=np.int64)
+            grown[: self._rows + 1] = self._offsets[: self._rows + 1]
+            self._offsets = grown
+        row = self._rows
+        self._blob += doc_id.encode()
+        self._offsets[row + 1] = len(self._blob)
+        self._rows += 1
+        self._live += 1
+        self._place(hash(doc_id), row)
+        return row
+
+    def discard(self, doc_id: str) -> int:
+        """Forget `doc_id`; returns its row, or -1 when it was not present."""
+        key = doc_id.encode()
+        mask = len(self._slots) - 1
+        slot = hash(doc_id) & mask
+        while True:
+            row = int(self._slots[slot])
+            if row == EMPTY:
+                return -1
+            if row >= 0 and self._blob[self._offsets[row] : self._offsets[row + 1]] == key:
+                self._slots[slot] = TOMBSTONE
+                self._live -= 1
+                return row
+            slot = (slot + 1) & mask
+
+    @classmethod
+    def from_ids(cls, ids: Sequence[str]) -> IdTable:
+        """Bulk build with rows 0..n-1 in the given order; ValueError on duplicate ids."""
+        table = cls(capacity=len(ids))
+        encoded = [doc_id.encode() for doc_id in ids]
+        table._blob = bytearray(b"".join(encoded))
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        np.cumsum(lengths, out=table._offsets[1 : len(ids) + 1])
+        table._rows = table._live = table._used_slots = len(ids)
+        hashes = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
+        _bulk_place(table._slots, hashes, np.arange(len(ids), dtype=np.int32))
+        if _has_duplicates(ids, hashes):
+            raise ValueError("ids must be unique")
+        return table
+
+    def _place(self, id_hash: int, row: int) -> None:
+        """Put `row` in the first free slot of its probe sequence."""
+        mask = len(self._slots) - 1
+        slot = id_hash & mask
+        while self._slots[slot] >= 0:
+            slot = (slot + 1) & mask
+        if self._slots[slot] == EMPTY:
+            self._used_slots += 1
+        self._slots[slot] = row
+
+    def _rehash(self, size: int) -> None:
+        """Rebuild the slot table at `size` without tombstones."""
+        live_rows = self._slots[self._slots >= 0].astype(np.int32)
+        live_rows.sort()
+        hashes = np.fromiter(
+            (hash(self.id_of(int(row))) for row in live_rows), dtype=np.int64, count=len(live_rows)
+        )
+        self._slots = np.full(size, EMPTY, dtype=np.int32)
+        _bulk_place(self._slots, hashes, live_rows)
+        self._used_slots = len(live_rows)
+
+
+def _table_size(count: int) -> int:
+    """Smallest power of two keeping `count` entries under the maximum load."""
+    size = 16
+    while size * MAX_LOAD < count + 1:
+        size *= 2
+    return size
+
+
+def _bulk_place(slots: np.ndarray, hashes: np.ndarray, rows: np.ndarray) -> None:
+    """Vectorised linear-probing insert of `rows` (with their id hashes) into an empty table."""
+    mask = len(slots) - 1
+    position = hashes & mask
+    pending = np.arange(len(rows))
+    while len(pending):
+        targets = position[pending]
+        free = slots[targets] == EMPTY
+        candidates = pending[free]
+        _, first = np.unique(targets[free], return_index=True)
+        winners = candidates[first]
+        slots[position[winners]] = rows[winners]
+        placed = np.zeros(len(position), dtype=bool)
+        placed[winners] = True
+        pending = pending[~placed[pending]]
+        position[pending] = (position[pending] + 1) & mask
+
+
+def _has_duplicates(ids: Sequence[str], hashes: np.ndarray) -> bool:
+    """True when an id occurs twice (only ids whose hashes collide are compared)."""
+    sorted_hashes = np.sort(hashes)
+    repeated = np.unique(sorted_hashes[1:][sorted_hashes[1:] == sorted_hashes[:-1]])
+    if not len(repeated):
+        return False
+    colliding = [ids[i] for i in np.flatnonzero(np.isin(hashes, repeated)).tolist()]
+    return len(set(colliding)) != len(colliding)

@@ -1,0 +1,225 @@
+"""HashIndex against a brute-force oracle (hypothesis), plus argument checks and concurrency."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from index import hash_index
+from index.hash_index import HashIndex
+from tests.index.oracle import OracleIndex
+
+ID_POOL = ["a", "b", "c", "d", "e", "f", "g", "h", "doc-10", "ü-11", "x" * 40, "12"]
+
+
+def to_bytes(code: int, bits: int) -> bytes:
+    """An int code as the packed big-endian bytes of the shared convention."""
+    return code.to_bytes(bits // 8, "big")
+
+
+def to_array(codes: list[int], bits: int) -> np.ndarray:
+    """Int codes as a (n, bits/8) uint8 array."""
+    return np.frombuffer(b"".join(to_bytes(c, bits) for c in codes), dtype=np.uint8).reshape(
+        len(codes), bits // 8
+    )
+
+
+def keep_some(doc_id: str) -> bool:
+    """A deterministic metadata-style filter that drops about half the ids."""
+    return sum(map(ord, doc_id)) % 2 == 0
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[int, list[int], list[tuple[str, object]]]:
+    """A code length, a few query codes, and a sequence of upserts/removes with many ties."""
+    bits = draw(st.sampled_from([8, 16, 64, 72, 128]))
+    bases = draw(st.lists(st.integers(0, 2**bits - 1), min_size=1, max_size=4))
+
+    def near_code() -> st.SearchStrategy[int]:
+        flips = st.lists(st.integers(0, bits - 1), max_size=3)
+        return st.builds(
+            lambda base, positions: base ^ sum({1 << p for p in positions}),
+            st.sampled_from(bases),
+            flips,
+        )
+
+    ops: list[tuple[str, object]] = []
+    for _ in range(draw(st.integers(1, 8))):
+        if draw(st.booleans()) or not ops:
+            pairs = draw(
+                st.lists(st.tuples(st.sampled_from(ID_POOL), near_code()), min_size=0, max_size=8)
+            )
+            ops.append(("upsert", pairs))
+        else:
+            ops.append(("remove", draw(st.lists(st.sampled_from(ID_POOL), max_size=4))))
+    queries = draw(st.lists(near_code(), min_size=1, max_size=3))
+    return bits, queries, ops
+
+
+def check_against_oracle(index: HashIndex, oracle: OracleIndex, queries: list[int]) -> None:
+    """Every query form of `index` equals the oracle's answer."""
+    bits = index.bits
+    assert len(index) == len(oracle.entries)
+    for doc_id in ID_POOL:
+        assert (doc_id in index) == (doc_id in oracle.entries)
+        expected = oracle.entries.get(doc_id)
+        assert index.code_of(doc_id) == (None if expected is None else to_bytes(expected[1], bits))
+    batch = to_array(queries, bits)
+    for radius in (0, 1, 2, 3):
+        expected_balls = [oracle.ball(q, radius) for q in queries]
+        assert index.ball_many(batch, radius) == expected_balls
+        for q, expected in zip(queries, expected_balls, strict=True):
+            assert index.ball(to_bytes(q, bits), radius) == expected
+            assert index.ball(to_bytes(q, bits), radius, keep_some) == oracle.ball(
+                q, radius, keep_some
+            )
+    assert index.bucket_many(batch) == [[i for i, _ in oracle.ball(q, 0)] for q in queries]
+    for q in queries:
+        assert index.bucket(to_bytes(q, bits)) == [i for i, _ in oracle.ball(q, 0)]
+        assert index.bucket(to_bytes(q, bits), keep_some) == [
+            i for i, _ in oracle.ball(q, 0, keep_some)
+        ]
+    for k in (1, 3, 20):
+        assert index.nearest_many(batch, k) == [oracle.nearest(q, k) for q in queries]
+        for q in queries:
+            assert index.nearest(to_bytes(q, bits), k) == oracle.nearest(q, k)
+            assert index.nearest(to_bytes(q, bits), k, keep_some) == oracle.nearest(q, k, keep_some)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    scenario=scenarios(),
+    probe_cost=st.sampled_from([0, 10**9]),
+    merge_after=st.sampled_from([0, 3, 4096]),
+)
+def test_matches_oracle_through_upserts_and_removes(
+    scenario: tuple[int, list[int], list[tuple[str, object]]], probe_cost: int, merge_after: int
+) -> None:
+    """Probing and scanning paths, with and without merges, agree with brute force after each op."""
+    bits, queries, ops = scenario
+    with (
+        mock.patch.object(hash_index, "PROBE_COST_IN_CODES", probe_cost),
+        mock.patch.object(hash_index, "MIN_DELTA_BEFORE_MERGE", merge_after),
+        mock.patch.object(hash_index, "MAX_NEAREST_PROBES", 300),
+    ):
+        index, oracle = HashIndex(bits), OracleIndex()
+        for kind, payload in ops:
+            if kind == "upsert":
+                pairs = list(payload)
+                index.upsert([i for i, _ in pairs], to_array([c for _, c in pairs], bits))
+                oracle.upsert(pairs)
+            else:
+                assert index.remove(list(payload)) == oracle.remove(list(payload))
+            check_against_oracle(index, oracle, queries)
+
+
+@settings(max_examples=30, deadline=None)
+@given(scenario=scenarios())
+def test_from_arrays_equals_incremental_build(
+    scenario: tuple[int, list[int], list[tuple[str, object]]],
+) -> None:
+    """A bulk-built index answers like one built by upserts (same rows, same order)."""
+    bits, queries, ops = scenario
+    oracle = OracleIndex()
+    for kind, payload in ops:
+        if kind == "upsert":
+            oracle.upsert(list(payload))
+        else:
+            oracle.remove(list(payload))
+    ordered = sorted(oracle.entries.items(), key=lambda item: item[1][0])
+    ids = [doc_id for doc_id, _ in ordered]
+    index = HashIndex.from_arrays(bits, ids, to_array([code for _, (_, code) in ordered], bits))
+    check_against_oracle(index, oracle, queries)
+    assert index.to_arrays()[0] == ids
+
+
+def test_upsert_that_moves_a_document_keeps_its_tie_position() -> None:
+    """An id moved to another bucket and back still ranks by its first insertion."""
+    index = HashIndex(8)
+    index.upsert(["first", "second"], to_array([1, 1], 8))
+    index.upsert(["first"], to_array([2], 8))
+    assert index.bucket(bytes([1])) == ["second"]
+    index.upsert(["first"], to_array([1], 8))
+    assert index.bucket(bytes([1])) == ["first", "second"]
+    index.remove(["first"])
+    index.upsert(["first"], to_array([1], 8))
+    assert index.bucket(bytes([1])) == ["second", "first"]
+
+
+def test_repeated_id_in_one_batch_takes_the_last_code() -> None:
+    """Within a batch, the last code given for an id wins."""
+    index = HashIndex(16)
+    index.upsert(["a", "b", "a"], to_array([1, 2, 3], 16))
+    assert index.code_of("a") == to_bytes(3, 16)
+    assert len(index) == 2
+
+
+def test_bucket_statistics() -> None:
+    """Histogram counts buckets per size."""
+    index = HashIndex(8)
+    index.upsert(["a", "b", "c", "d"], to_array([5, 5, 7, 9], 8))
+    assert index.num_buckets() == 3
+    assert index.bucket_size_histogram() == {1: 2, 2: 1}
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda idx: idx.bucket(b"\x00"), "2 bytes"),
+        (lambda idx: idx.ball(b"\x00\x00", -1), "radius"),
+        (lambda idx: idx.nearest(b"\x00\x00", 0), "k must"),
+        (lambda idx: idx.upsert(["a"], np.zeros((1, 3), np.uint8)), "shape"),
+        (lambda idx: idx.upsert(["a", "b"], np.zeros((1, 2), np.uint8)), "2 ids"),
+        (lambda idx: idx.upsert([""], np.zeros((1, 2), np.uint8)), "non-empty"),
+        (lambda idx: HashIndex.from_arrays(16, ["a", "a"], np.zeros((2, 2), np.uint8)), "unique"),
+    ],
+)
+def test_bad_arguments_raise_value_error(call, message: str) -> None:
+    """Wrong code lengths, radii, k and shapes are ValueErrors with a clear message."""
+    with pytest.raises(ValueError, match=message):
+        call(HashIndex(16))
+
+
+def test_readers_never_see_half_a_batch() -> None:
+    """While one thread moves a whole group between buckets, each read sees it in one bucket."""
+    group = [f"doc{i}" for i in range(300)]
+    index = HashIndex(32)
+    index.upsert(group, to_array([0] * len(group), 32))
+    rounds = 60
+    errors: list[str] = []
+    stop = threading.Event()
+
+    every_bucket = to_array([0, 1, 2], 32)
+
+    def reader() -> None:
+        while not stop.is_set():
+            buckets = index.bucket_many(every_bucket)
+            sizes = sorted(len(ids) for ids in buckets)
+            if sizes != [0, 0, len(group)]:
+                errors.append(f"bucket sizes {sizes}")
+            near = index.nearest(to_bytes(0, 32), 1000)
+            if len(near) != len(group) or len({hit[1] for hit in near}) != 1:
+                errors.append(f"nearest saw {len(near)} hits at {sorted({h[1] for h in near})}")
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often so a torn read would be caught
+    try:
+        for thread in threads:
+            thread.start()
+        with mock.patch.object(hash_index, "MIN_DELTA_BEFORE_MERGE", 0):
+            for step in range(rounds):
+                index.upsert(group, to_array([step % 3] * len(group), 32))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        sys.setswitchinterval(switch_interval)
+    assert not errors, errors[:5]
+    assert index.bucket(to_bytes((rounds - 1) % 3, 32)) == group
