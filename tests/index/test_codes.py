@@ -1,0 +1,105 @@
+"""Code conversions, popcount distances, flip masks and the compact id table."""
+
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from index.codes import (
+    code_to_hex,
+    code_to_words,
+    codes_to_words,
+    hex_to_code,
+    validate_bits,
+    words_to_codes,
+)
+from index.hamming import ball_masks, hamming_distances, shell_masks
+from index.id_table import IdTable
+
+
+@pytest.mark.parametrize("bits", [8, 16, 64, 72, 128])
+def test_valid_bits(bits: int) -> None:
+    """Multiples of 8 in 8..128 are accepted."""
+    assert validate_bits(bits) == bits
+
+
+@pytest.mark.parametrize("bits", [0, 4, 12, 136, 256, -8, True, 8.0])
+def test_invalid_bits(bits: object) -> None:
+    """Anything else is a ValueError."""
+    with pytest.raises(ValueError, match=r"multiple of 8|integer"):
+        validate_bits(bits)
+
+
+def test_hex_round_trip_and_errors() -> None:
+    """Lowercase hex out; wrong length and non-hex characters are named in the error."""
+    assert code_to_hex(b"\x0a\xff") == "0aff"
+    assert hex_to_code("0AfF", 16) == b"\x0a\xff"
+    with pytest.raises(ValueError, match="4 hex characters for a 16-bit code, got 3"):
+        hex_to_code("0af", 16)
+    with pytest.raises(ValueError, match=r"only hex digits.*'g'"):
+        hex_to_code("0agf", 16)
+    with pytest.raises(ValueError, match="hex string"):
+        hex_to_code(b"0aff", 16)
+
+
+@settings(max_examples=50, deadline=None)
+@given(bits=st.sampled_from([8, 24, 64, 72, 128]), data=st.data())
+def test_words_follow_the_packbits_convention(bits: int, data: st.DataObject) -> None:
+    """Bit i of np.packbits is bit 63 - i % 64 of word i // 64; conversions invert each other."""
+    raw = data.draw(st.lists(st.booleans(), min_size=bits, max_size=bits))
+    bit_array = np.array([raw], dtype=np.uint8)
+    codes = np.packbits(bit_array, axis=1)
+    words = codes_to_words(codes)
+    for i, bit in enumerate(raw):
+        assert (int(words[0, i // 64]) >> (63 - i % 64)) & 1 == bit
+    assert np.array_equal(words_to_codes(words, bits), codes)
+    assert np.array_equal(code_to_words(codes[0].tobytes(), bits), words[0])
+
+
+@settings(max_examples=50, deadline=None)
+@given(bits=st.sampled_from([8, 64, 128]), data=st.data())
+def test_hamming_distances_match_python_popcount(bits: int, data: st.DataObject) -> None:
+    """Vectorised distances equal int.bit_count of the XOR."""
+    values = data.draw(st.lists(st.integers(0, 2**bits - 1), min_size=1, max_size=10))
+    query = data.draw(st.integers(0, 2**bits - 1))
+    packed = np.array([list(v.to_bytes(bits // 8, "big")) for v in values], dtype=np.uint8)
+    words = np.ascontiguousarray(codes_to_words(packed).T)
+    got = hamming_distances(words, code_to_words(query.to_bytes(bits // 8, "big"), bits))
+    assert got.tolist() == [(v ^ query).bit_count() for v in values]
+
+
+@pytest.mark.parametrize(("bits", "radius"), [(8, 0), (8, 3), (16, 2), (64, 2), (72, 2), (128, 2)])
+def test_shell_masks_are_all_distinct_codes_of_that_weight(bits: int, radius: int) -> None:
+    """C(bits, r) distinct masks, each with r set bits, none outside the code's bits."""
+    masks = shell_masks(bits, radius)
+    assert masks.shape == (comb(bits, radius), (bits + 63) // 64)
+    assert np.all(np.bitwise_count(masks).sum(axis=1) == radius)
+    assert len(np.unique(masks, axis=0)) == len(masks)
+    codes = words_to_codes(masks, bits)
+    assert np.all(np.bitwise_count(codes).sum(axis=1) == radius)
+    all_masks, weights = ball_masks(bits, radius)
+    assert len(all_masks) == sum(comb(bits, r) for r in range(radius + 1))
+    assert np.array_equal(np.bitwise_count(all_masks).sum(axis=1), weights)
+
+
+def test_id_table_add_find_discard_and_bulk() -> None:
+    """Rows are insertion order, survive growth and tombstones; bulk build rejects duplicates."""
+    ids = [f"id-{i}" for i in range(3000)] + ["ü", "x" * 300]
+    table = IdTable(capacity=4)
+    assert [table.add(i) for i in ids] == list(range(len(ids)))
+    for doc_id in ids[::3]:
+        assert table.discard(doc_id) == ids.index(doc_id)
+    assert table.discard(ids[0]) == -1
+    assert [table.find(i) for i in ids] == [-1 if n % 3 == 0 else n for n in range(len(ids))]
+    assert len(table) == len(ids) - len(ids[::3])
+    assert table.add(ids[0]) == len(ids)
+    assert table.ids_of([1, len(ids) - 1, len(ids)]) == [ids[1], ids[-1], ids[0]]
+    bulk = IdTable.from_ids(ids)
+    assert [bulk.find(i) for i in ids] == list(range(len(ids)))
+    assert bulk.find("missing") == -1
+    with pytest.raises(ValueError, match="unique"):
+        IdTable.from_ids(["a", "b", "a"])
