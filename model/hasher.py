@@ -1,0 +1,194 @@
+"""`Hasher`: featurizer + trained encoder → b-bit codes, saved as config.json, vocab.json and
+model.safetensors (no pickle anywhere; the weights' sha256 is the model's fingerprint)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from model.autoencoders import SemanticHashingAutoencoder, SparseBatch, build_autoencoder
+from model.errors import ArtifactError
+from model.featurizer import VOCAB_FILE, Featurizer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+MODEL_FORMAT = "docbits-model/1"
+
+
+def code_statistics(codes: np.ndarray, bits: int) -> dict[str, Any]:
+    """Bucket occupancy and bit balance of packed codes (n, bits/8): is the hash table usable?"""
+    unpacked = np.unpackbits(codes, axis=1)[:, :bits]
+    _, bucket_sizes = np.unique(codes, axis=0, return_counts=True)
+    shares = bucket_sizes / max(len(codes), 1)
+    bit_means = unpacked.mean(axis=0) if len(codes) else np.zeros(bits)
+    return {
+        "documents": len(codes),
+        "distinct_codes": len(bucket_sizes),
+        "largest_bucket": int(bucket_sizes.max(initial=0)),
+        "mean_bucket_size": float(bucket_sizes.mean()) if len(bucket_sizes) else 0.0,
+        "bucket_entropy_bits": float(-(shares * np.log2(shares)).sum()),
+        "bit_mean_min": float(bit_means.min(initial=1.0)),
+        "bit_mean_max": float(bit_means.max(initial=0.0)),
+        "constant_bits": int(((bit_means == 0) | (bit_means == 1)).sum()),
+    }
+
+
+def architecture_of(model: SemanticHashingAutoencoder) -> dict[str, Any]:
+    """The constructor arguments that rebuild `model` (besides vocabulary size and bits)."""
+    encoder = model.encoder
+    hidden = [encoder.input_layer.embedding_dim]
+    hidden += [layer.out_features for layer in encoder.upper if isinstance(layer, torch.nn.Linear)]
+    return {
+        "hidden_sizes": hidden[:-1],
+        "noise_std": model.noise_std,
+        "penalty": model.penalty,
+        "corruption": model.corruption,
+    }
+
+
+class Hasher:
+    """Turns texts into packed b-bit codes with a fitted featurizer and a trained encoder."""
+
+    def __init__(
+        self,
+        featurizer: Featurizer,
+        model: SemanticHashingAutoencoder,
+        variant: str,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        """Wrap a trained model; `info` (training details) ends up in config.json."""
+        if model.decoder.output.out_features != len(featurizer):
+            raise ValueError("model and featurizer disagree on the vocabulary size")
+        self.featurizer = featurizer
+        self.model = model.eval()
+        self.bits: int = model.bits
+        self.variant: str = variant
+        self.weights: bytes = save_safetensors(
+            {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+        )
+        self.fingerprint: str = hashlib.sha256(self.weights).hexdigest()
+        self.config: dict[str, Any] = {
+            **(info or {}),
+            "format": MODEL_FORMAT,
+            "bits": self.bits,
+            "variant": variant,
+            "vocab_size": len(featurizer),
+            "architecture": architecture_of(model),
+            "fingerprint": self.fingerprint,
+        }
+
+    def encode(self, texts: Sequence[str], batch_size: int = 2048) -> np.ndarray:
+        """Packed codes uint8 (n, bits/8), bit i big-endian in byte i//8; same text, same code."""
+        return self.encode_counts(self.featurizer.counts(texts), batch_size)
+
+    def encode_counts(self, counts: sp.csr_matrix, batch_size: int = 2048) -> np.ndarray:
+        """Packed codes of documents given as term-count rows of this featurizer's vocabulary."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        tfidf = self.featurizer.tfidf(counts=counts)
+        parts = [np.zeros((0, self.bits // 8), dtype=np.uint8)]
+        with torch.inference_mode():
+            for start in range(0, tfidf.shape[0], batch_size):
+                batch = SparseBatch.from_csr(tfidf[start : start + batch_size])
+                parts.append(np.packbits(self.model.encode_bits(batch).numpy(), axis=1))
+        return np.concatenate(parts)
+
+    def save(self, directory: Path) -> None:
+        """Write config.json, vocab.json and model.safetensors into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / WEIGHTS_FILE).write_bytes(self.weights)
+        self.featurizer.save(directory)
+        (directory / CONFIG_FILE).write_text(json.dumps(self.config, indent=2), "utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> Hasher:
+        """Read a model directory, checking every file; raise ArtifactError naming what is wrong."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ArtifactError(f"{directory}: model directory does not exist")
+        config = read_config(directory / CONFIG_FILE)
+        featurizer = Featurizer.load(directory)
+        if len(featurizer) != config["vocab_size"]:
+            raise ArtifactError(
+                f"{directory / VOCAB_FILE}: {len(featurizer)} terms but {CONFIG_FILE} says "
+                f"vocab_size {config['vocab_size']}"
+            )
+        model = build_model(config, directory / CONFIG_FILE)
+        model.load_state_dict(read_weights(directory / WEIGHTS_FILE, config, model))
+        info = {key: value for key, value in config.items() if key not in MANAGED_KEYS}
+        return cls(featurizer, model, config["variant"], info)
+
+
+MANAGED_KEYS = {"format", "bits", "variant", "vocab_size", "architecture", "fingerprint"}
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Parse and sanity-check config.json."""
+    try:
+        config = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError as error:
+        raise ArtifactError(f"{path}: config file is missing") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
+        raise ArtifactError(f"{path}: not a docbits model config (expected {MODEL_FORMAT})")
+    missing = sorted(MANAGED_KEYS - config.keys())
+    if missing:
+        raise ArtifactError(f"{path}: missing keys {', '.join(missing)}")
+    return config
+
+
+def build_model(config: dict[str, Any], path: Path) -> SemanticHashingAutoencoder:
+    """Instantiate the untrained autoencoder that config.json describes."""
+    try:
+        return build_autoencoder(
+            config["variant"],
+            int(config["vocab_size"]),
+            int(config["bits"]),
+            **config["architecture"],
+        )
+    except (TypeError, ValueError) as error:
+        raise ArtifactError(f"{path}: cannot build the model it describes ({error})") from error
+
+
+def read_weights(
+    path: Path, config: dict[str, Any], model: SemanticHashingAutoencoder
+) -> dict[str, torch.Tensor]:
+    """Read model.safetensors, verify its sha256 against the fingerprint and every tensor shape."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as error:
+        raise ArtifactError(f"{path}: weights file is missing") from error
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != config["fingerprint"]:
+        raise ArtifactError(
+            f"{path}: sha256 {digest} does not match the fingerprint {config['fingerprint']} "
+            f"in {CONFIG_FILE} (damaged or replaced weights)"
+        )
+    try:
+        tensors = load_safetensors(raw)
+    except (SafetensorError, ValueError) as error:
+        raise ArtifactError(f"{path}: not a readable safetensors file ({error})") from error
+    expected = model.state_dict()
+    if tensors.keys() != expected.keys():
+        raise ArtifactError(
+            f"{path}: tensors {sorted(tensors)} differ from the model's {sorted(expected)}"
+        )
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape or tensor.dtype != expected[name].dtype:
+            raise ArtifactError(
+                f"{path}: tensor {name} has shape {tuple(tensor.shape)} {tensor.dtype}, expected "
+                f"{tuple(expected[name].shape)} {expected[name].dtype}"
+            )
+    return tensors
