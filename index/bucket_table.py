@@ -1,26 +1,22 @@
 """An immutable table of (bucket key, row) pairs sorted by key, with a directory over top key bits.
 
-A probe key's candidates are the rows in its directory cell whose key is equal. Keys are mixed
-codes, so cells stay evenly filled even when codes are skewed; only true duplicates share a run.
+A probe key's candidates are the rows in its directory cell whose key is equal. Keys are spread
+codes (multiplied by an odd constant), so cells stay evenly filled even when codes are skewed;
+only equal codes share a run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 LONG_CELL = 32
-_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
-
-
-def mix64(values: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser: a bijection of uint64 that spreads nearby codes apart."""
-    mixed = values ^ (values >> np.uint64(30))
-    mixed *= _MIX_1
-    mixed ^= mixed >> np.uint64(27)
-    mixed *= _MIX_2
-    mixed ^= mixed >> np.uint64(31)
-    return mixed
+# Odd multipliers: multiplying by one is a bijection of uint64 that moves every bit of the code
+# into the top bits, which index the directory.
+_SPREAD = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
+_SPREAD_INTS = tuple(int(value) for value in _SPREAD)
+_WORD_MASK = (1 << 64) - 1
 
 
 def bucket_keys(words: np.ndarray) -> np.ndarray:
@@ -29,12 +25,18 @@ def bucket_keys(words: np.ndarray) -> np.ndarray:
     With one word the key is a bijection of the code (equal keys ⇔ equal codes); with two it is a
     hash, so callers compare the words of candidates.
     """
-    words = np.asarray(words, dtype=np.uint64)
-    keys = mix64(words[:, 0].copy())
-    for w in range(1, words.shape[1]):
-        keys ^= mix64(words[:, w] + np.uint64(w))
-        keys = mix64(keys)
+    keys = words[:, 0] * _SPREAD[0]
+    if words.shape[1] > 1:
+        keys ^= words[:, 1] * _SPREAD[1]
     return keys
+
+
+def bucket_key(words: Sequence[int]) -> int:
+    """`bucket_keys` of one code given as Python ints, without numpy call overhead."""
+    key = (words[0] * _SPREAD_INTS[0]) & _WORD_MASK
+    if len(words) > 1:
+        key ^= (words[1] * _SPREAD_INTS[1]) & _WORD_MASK
+    return key
 
 
 class BucketTable:
@@ -43,11 +45,15 @@ class BucketTable:
     def __init__(self, keys: np.ndarray, rows: np.ndarray) -> None:
         """Build from parallel arrays; rows with equal keys keep their given (ascending) order."""
         order = np.argsort(keys, kind="stable")
-        self.keys = np.ascontiguousarray(keys[order], dtype=np.uint64)
-        self.rows = np.ascontiguousarray(rows[order], dtype=np.int32)
-        directory_bits = max(1, len(self.keys).bit_length() - 1)
+        self._size = len(order)
+        # Padded by LONG_CELL entries so a window of that width never reads past the end.
+        self.keys = np.zeros(self._size + LONG_CELL, dtype=np.uint64)
+        self.keys[: self._size] = keys[order]
+        self.rows = np.zeros(self._size + LONG_CELL, dtype=np.int32)
+        self.rows[: self._size] = rows[order]
+        directory_bits = max(1, self._size.bit_length() - 1)
         self._shift = np.uint64(64 - directory_bits)
-        cells = (self.keys >> self._shift).astype(np.intp)
+        cells = (self.keys[: self._size] >> self._shift).astype(np.intp)
         counts = np.bincount(cells, minlength=1 << directory_bits)
         self._directory = np.zeros((1 << directory_bits) + 1, dtype=np.int32)
         np.cumsum(counts, out=self._directory[1:])
@@ -58,40 +64,53 @@ class BucketTable:
         return cls(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int32))
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self._size
+
+    @property
+    def entry_rows(self) -> np.ndarray:
+        """The rows held, in table order (without the padding)."""
+        return self.rows[: self._size]
 
     @property
     def nbytes(self) -> int:
         """Memory held by the table's arrays."""
         return self.keys.nbytes + self.rows.nbytes + self._directory.nbytes
 
-    def lookup_one(self, key: np.uint64) -> np.ndarray:
-        """Rows whose key equals `key` (in table order)."""
-        cell = int(key >> self._shift)
+    def lookup_one(self, key: int) -> list[int]:
+        """Rows whose key equals `key` (a Python int), in table order."""
+        cell = key >> int(self._shift)
         start, stop = int(self._directory[cell]), int(self._directory[cell + 1])
         if stop - start > LONG_CELL:
             keys = self.keys[start:stop]
-            stop = start + int(np.searchsorted(keys, key, side="right"))
-            start = start + int(np.searchsorted(keys, key, side="left"))
-            return self.rows[start:stop]
-        return self.rows[start:stop][self.keys[start:stop] == key]
+            stop = start + int(np.searchsorted(keys, np.uint64(key), side="right"))
+            start = start + int(np.searchsorted(keys, np.uint64(key), side="left"))
+            return self.rows[start:stop].tolist()
+        keys = self.keys[start:stop].tolist()
+        rows = self.rows[start:stop].tolist()
+        return [row for row, other in zip(rows, keys, strict=True) if other == key]
 
     def lookup(self, probe_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probe index, row) of every entry whose key equals one of `probe_keys`."""
-        if not len(self.keys) or not len(probe_keys):
+        """(probe index, row) of every entry whose key equals one of `probe_keys`, probe-major."""
+        if not self._size or not len(probe_keys):
             return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int32)
         cells = (probe_keys >> self._shift).astype(np.intp)
-        starts = self._directory[cells].astype(np.intp)
+        starts = self._directory[cells]
         lengths = self._directory[cells + 1] - starts
-        long_cells = np.flatnonzero(lengths > LONG_CELL)
-        if len(long_cells):
-            probes = probe_keys[long_cells]
-            starts[long_cells] = np.searchsorted(self.keys, probes, side="left")
-            lengths[long_cells] = (
-                np.searchsorted(self.keys, probes, side="right") - starts[long_cells]
-            )
+        width = int(lengths.max())
+        if width > LONG_CELL:
+            return self._lookup_sorted(probe_keys)
+        offsets = np.arange(width, dtype=np.int32)
+        positions = starts[:, None] + offsets
+        match = (self.keys[positions] == probe_keys[:, None]) & (offsets < lengths[:, None])
+        probe_index, column = np.nonzero(match)
+        return probe_index, self.rows[positions[probe_index, column]]
+
+    def _lookup_sorted(self, probe_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`lookup` by binary search, for when some probed cell is long (heavily skewed codes)."""
+        keys = self.keys[: self._size]
+        starts = np.searchsorted(keys, probe_keys, side="left")
+        lengths = np.searchsorted(keys, probe_keys, side="right") - starts
         probe_index = np.repeat(np.arange(len(probe_keys)), lengths)
         ends = np.cumsum(lengths)
         positions = np.arange(len(probe_index)) + np.repeat(starts - ends + lengths, lengths)
-        match = self.keys[positions] == probe_keys[probe_index]
-        return probe_index[match], self.rows[positions[match]]
+        return probe_index, self.rows[positions]

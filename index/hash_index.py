@@ -17,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from index.bucket_table import BucketTable, bucket_keys
+from index.bucket_table import BucketTable, bucket_key, bucket_keys
 from index.codes import (
+    WORD_BITS,
     as_code_array,
-    code_to_words,
     codes_to_words,
     validate_bits,
     words_per_code,
@@ -37,9 +37,11 @@ REMOVED = 0
 IN_MAIN = 1
 IN_DELTA = 2
 DEAD_DISTANCE = 255
-# Probing one key costs about as much as scanning this many codes; nearest() stops growing the
-# radius when the ball's probes would cost more than one scan of every code.
-PROBE_COST_IN_CODES = 32
+# Probing one key costs about as much as scanning this many codes (measured at 1 M codes);
+# nearest() grows the radius only while the ball's probes cost under 1/PROBE_BUDGET_FRACTION of one
+# scan of every code, so a fruitless probe adds at most that fraction to the scan that follows.
+PROBE_COST_IN_CODES = 128
+PROBE_BUDGET_FRACTION = 4
 # nearest() never probes a ball larger than this, whatever the index size.
 MAX_NEAREST_PROBES = 1 << 16
 MIN_DELTA_BEFORE_MERGE = 4096
@@ -59,6 +61,7 @@ class HashIndex:
         self._main = BucketTable.empty()
         self._delta = BucketTable.empty()
         self._removed_rows = np.zeros(0, dtype=np.intp)
+        self._main_is_current = True
         self._lock = ReadWriteLock()
 
     # ---- size and membership -------------------------------------------------------------
@@ -110,6 +113,8 @@ class HashIndex:
                 words != self._words[:, rows].T, axis=1
             )
             rows, words = rows[changed], words[changed]
+            if np.any(self._where[rows] == IN_MAIN):
+                self._main_is_current = False
             self._words[:, rows] = words.T
             self._where[rows] = IN_DELTA
             self._rebuild_delta(extra_rows=rows)
@@ -120,6 +125,7 @@ class HashIndex:
         with self._lock.writing():
             rows = [row for row in map(self._ids.discard, ids) if row >= 0]
             if rows:
+                self._main_is_current = False
                 self._where[rows] = REMOVED
                 self._removed_rows = np.union1d(self._removed_rows, rows).astype(np.intp)
             return len(rows)
@@ -148,7 +154,7 @@ class HashIndex:
     # ---- queries -------------------------------------------------------------------------
     def bucket(self, code: bytes, keep: Keep | None = None) -> list[str]:
         """Ids whose code equals `code`, in insertion order."""
-        query = code_to_words(code, self.bits)
+        query = self._query_ints(code)
         with self._lock.reading():
             rows = self._exact_rows(query)
             ids = self._ids.ids_of(rows)
@@ -157,7 +163,7 @@ class HashIndex:
     def ball(self, code: bytes, radius: int, keep: Keep | None = None) -> list[Hit]:
         """Ids within Hamming distance `radius` of `code`, by (distance, insertion order)."""
         radius = _check_radius(radius, self.bits)
-        query = code_to_words(code, self.bits)
+        query = np.array(self._query_ints(code), dtype=np.uint64)
         masks, weights = ball_masks(self.bits, radius)
         with self._lock.reading():
             distances, rows = self._probe(query, masks, weights)
@@ -167,7 +173,7 @@ class HashIndex:
     def nearest(self, code: bytes, k: int, keep: Keep | None = None) -> list[Hit]:
         """The k ids closest to `code` (passing `keep`), by (distance, insertion order)."""
         k = _check_k(k)
-        query = code_to_words(code, self.bits)
+        query = np.array(self._query_ints(code), dtype=np.uint64)
         with self._lock.reading():
             return self._nearest(query, k, keep)
 
@@ -214,6 +220,21 @@ class HashIndex:
         return dict(zip(size_values.tolist(), bucket_counts.tolist(), strict=True))
 
     # ---- internals (callers hold the lock) ----------------------------------------------
+    def _query_ints(self, code: bytes) -> list[int]:
+        """One code as its W words (Python ints); ValueError when its length is wrong."""
+        if not isinstance(code, bytes | bytearray | memoryview):
+            raise ValueError(f"code must be bytes, got {type(code).__name__}")
+        if len(code) != self.bits // 8:
+            raise ValueError(
+                f"code must be {self.bits // 8} bytes for a {self.bits}-bit code, got {len(code)}"
+            )
+        padded = int.from_bytes(code, "big") << (self._num_words * WORD_BITS - self.bits)
+        word_mask = (1 << WORD_BITS) - 1
+        return [
+            (padded >> (WORD_BITS * (self._num_words - 1 - w))) & word_mask
+            for w in range(self._num_words)
+        ]
+
     def _row_for(self, doc_id: str) -> int:
         """Existing row of `doc_id`, or a newly appended one."""
         row = self._ids.find(doc_id)
@@ -238,7 +259,8 @@ class HashIndex:
 
     def _rebuild_delta(self, extra_rows: np.ndarray) -> None:
         """Rebuild the delta table from its still-current rows plus `extra_rows`; merge if big."""
-        old = self._delta.rows[self._where[self._delta.rows] == IN_DELTA].astype(np.intp)
+        old = self._delta.entry_rows
+        old = old[self._where[old] == IN_DELTA].astype(np.intp)
         rows = np.union1d(old, extra_rows).astype(np.intp)
         if len(rows) > max(MIN_DELTA_BEFORE_MERGE, self._ids.rows // MERGE_FRACTION):
             self._merge()
@@ -249,24 +271,23 @@ class HashIndex:
         """Rebuild the main table from every live row and empty the delta."""
         rows = self._live_rows()
         self._main = BucketTable(bucket_keys(self._words[:, rows].T), rows)
+        self._main_is_current = True
         self._where[rows] = IN_MAIN
         self._delta = BucketTable.empty()
         self._removed_rows = np.flatnonzero(self._where[: self._ids.rows] == REMOVED)
 
-    def _exact_rows(self, query: np.ndarray) -> np.ndarray:
-        """Rows whose code equals the (W,) `query`, ascending."""
-        key = bucket_keys(query[None, :])[0]
-        found = []
-        for table, tag in ((self._main, IN_MAIN), (self._delta, IN_DELTA)):
-            rows = table.lookup_one(key)
-            if len(rows):
-                rows = rows[self._where[rows] == tag]
-                if self._num_words > 1:
-                    rows = rows[np.all(query == self._words[:, rows].T, axis=1)]
-                found.append(rows)
-        if not found:
-            return np.zeros(0, dtype=np.int32)
-        return np.sort(np.concatenate(found))
+    def _exact_rows(self, query: list[int]) -> list[int]:
+        """Rows whose code equals `query` (W Python ints), ascending, using scalar operations."""
+        key = bucket_key(query)
+        rows = self._main.lookup_one(key)
+        if not self._main_is_current:
+            rows = [row for row in rows if self._where[row] == IN_MAIN]
+        if len(self._delta):
+            rows += [row for row in self._delta.lookup_one(key) if self._where[row] == IN_DELTA]
+            rows.sort()
+        if self._num_words > 1:
+            rows = [row for row in rows if self._words[:, row].tolist() == query]
+        return rows
 
     def _probe(
         self, query: np.ndarray, masks: np.ndarray, weights: np.ndarray
@@ -280,12 +301,22 @@ class HashIndex:
         keys = bucket_keys(probes)
         found_probes, found_rows = [], []
         for table, tag in ((self._main, IN_MAIN), (self._delta, IN_DELTA)):
+            if not len(table):
+                continue
             probe_index, rows = table.lookup(keys)
+            if tag == IN_MAIN and self._main_is_current and self._num_words == 1:
+                found_probes.append(probe_index)
+                found_rows.append(rows)
+                continue
             current = self._where[rows] == tag
             if self._num_words > 1:
                 current &= np.all(probes[probe_index] == self._words[:, rows].T, axis=1)
             found_probes.append(probe_index[current])
             found_rows.append(rows[current])
+        if len(found_rows) == 1:
+            return found_probes[0], found_rows[0]
+        if not found_rows:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int32)
         return np.concatenate(found_probes), np.concatenate(found_rows)
 
     def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
@@ -318,7 +349,8 @@ class HashIndex:
         radius = -1
         while radius < self.bits and len(hits) < k:
             probes = ball_size(self.bits, radius + 1)
-            if probes * PROBE_COST_IN_CODES > live or probes > MAX_NEAREST_PROBES:
+            probe_cost = probes * PROBE_COST_IN_CODES * PROBE_BUDGET_FRACTION
+            if probe_cost > live or probes > MAX_NEAREST_PROBES:
                 return self._scan(query, k, keep, hits, radius)
             radius += 1
             masks = shell_masks(self.bits, radius)
@@ -334,7 +366,7 @@ class HashIndex:
         distances = hamming_distances(self._words[:, : self._ids.rows], query)
         distances[self._removed_rows] = DEAD_DISTANCE
         if keep is None:
-            rows = _smallest_rows(distances, k)
+            rows = _smallest_rows(distances, min(k, len(self._ids)))
             return self._hits(distances[rows], rows)
         hits = list(found)
         order = np.argsort(distances, kind="stable")
@@ -353,14 +385,12 @@ class HashIndex:
 
 
 def _smallest_rows(distances: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the k smallest distances below DEAD_DISTANCE, ordered by (distance, row)."""
-    live = int(np.count_nonzero(distances < DEAD_DISTANCE))
-    k = min(k, live)
+    """Rows of the k smallest distances (k at most the number of live rows), by (distance, row)."""
     if k == 0:
         return np.zeros(0, dtype=np.intp)
     sample = distances[:: max(1, len(distances) // 16384)]
     cumulative = np.cumsum(np.bincount(sample, minlength=256)) * (len(distances) / len(sample))
-    threshold = int(np.searchsorted(cumulative, k))
+    threshold = min(int(np.searchsorted(cumulative, k)), DEAD_DISTANCE - 1)
     while np.count_nonzero(distances <= threshold) < k:
         threshold += 1
     while threshold > 0 and np.count_nonzero(distances <= threshold - 1) >= k:

@@ -1,8 +1,9 @@
 """Compact two-way map between client string ids and dense internal ints (rows).
 
-Ids live UTF-8 encoded in one growing byte buffer with an offsets array (row → id); an
-open-addressing table of int32 rows keyed by Python's string hash gives id → row. About 16 bytes
-per id plus the id's own bytes, instead of ~150 for a dict and a list of str objects.
+Ids live UTF-8 encoded in one growing byte buffer with an offsets array (row → id, uint32 until
+the buffer passes 4 GiB); an open-addressing table of int32 rows keyed by Python's string hash
+gives id → row. About 10 bytes per id plus the id's own bytes, instead of ~150 for a dict and a
+list of str objects.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import numpy as np
 
 EMPTY = -1
 TOMBSTONE = -2
-MAX_LOAD = 0.6
+MAX_LOAD = 0.75
+BULK_LOAD = 0.6
+OFFSET_LIMIT = np.iinfo(np.uint32).max
 
 
 class IdTable:
@@ -21,11 +24,11 @@ class IdTable:
 
     def __init__(self, capacity: int = 1024) -> None:
         self._blob = bytearray()
-        self._offsets = np.zeros(max(capacity, 16) + 1, dtype=np.int64)
+        self._offsets = np.zeros(max(capacity, 16) + 1, dtype=np.uint32)
         self._rows = 0
         self._live = 0
         self._used_slots = 0
-        self._slots = np.full(_table_size(capacity), EMPTY, dtype=np.int32)
+        self._slots = np.full(_table_size(capacity, MAX_LOAD), EMPTY, dtype=np.int32)
 
     def __len__(self) -> int:
         return self._live
@@ -55,8 +58,8 @@ class IdTable:
     def find(self, doc_id: str) -> int:
         """Row of `doc_id`, or -1 when it is not present."""
         key = doc_id.encode()
-        mask = len(self._slots) - 1
-        slot = hash(doc_id) & mask
+        size = len(self._slots)
+        slot = hash(doc_id) % size
         slots = self._slots
         offsets = self._offsets
         while True:
@@ -65,18 +68,20 @@ class IdTable:
                 return -1
             if row >= 0 and self._blob[offsets[row] : offsets[row + 1]] == key:
                 return row
-            slot = (slot + 1) & mask
+            slot = slot + 1 if slot + 1 < size else 0
 
     def add(self, doc_id: str) -> int:
         """Append a new id (caller checked it is absent) and return its row."""
         if (self._used_slots + 1) > MAX_LOAD * len(self._slots):
-            self._rehash(_table_size(max(self._live + 1, 16)))
-        if self._rows + 1 >= len(self._offsets):
-            grown = np.zeros(2 * len(self._offsets), dtype=np.int64)
+            self._rehash(_table_size(2 * (self._live + 1), MAX_LOAD))
+        encoded = doc_id.encode()
+        dtype = np.int64 if len(self._blob) + len(encoded) > OFFSET_LIMIT else self._offsets.dtype
+        if self._rows + 1 >= len(self._offsets) or dtype != self._offsets.dtype:
+            grown = np.zeros(max(2 * self._rows + 2, len(self._offsets)), dtype=dtype)
             grown[: self._rows + 1] = self._offsets[: self._rows + 1]
             self._offsets = grown
         row = self._rows
-        self._blob += doc_id.encode()
+        self._blob += encoded
         self._offsets[row + 1] = len(self._blob)
         self._rows += 1
         self._live += 1
@@ -86,8 +91,8 @@ class IdTable:
     def discard(self, doc_id: str) -> int:
         """Forget `doc_id`; returns its row, or -1 when it was not present."""
         key = doc_id.encode()
-        mask = len(self._slots) - 1
-        slot = hash(doc_id) & mask
+        size = len(self._slots)
+        slot = hash(doc_id) % size
         while True:
             row = int(self._slots[slot])
             if row == EMPTY:
@@ -96,16 +101,19 @@ class IdTable:
                 self._slots[slot] = TOMBSTONE
                 self._live -= 1
                 return row
-            slot = (slot + 1) & mask
+            slot = slot + 1 if slot + 1 < size else 0
 
     @classmethod
     def from_ids(cls, ids: Sequence[str]) -> IdTable:
         """Bulk build with rows 0..n-1 in the given order; ValueError on duplicate ids."""
         table = cls(capacity=len(ids))
+        table._slots = np.full(_table_size(len(ids), BULK_LOAD), EMPTY, dtype=np.int32)
         encoded = [doc_id.encode() for doc_id in ids]
         table._blob = bytearray(b"".join(encoded))
+        if len(table._blob) > OFFSET_LIMIT:
+            table._offsets = table._offsets.astype(np.int64)
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        np.cumsum(lengths, out=table._offsets[1 : len(ids) + 1])
+        table._offsets[1 : len(ids) + 1] = np.cumsum(lengths)
         table._rows = table._live = table._used_slots = len(ids)
         hashes = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
         _bulk_place(table._slots, hashes, np.arange(len(ids), dtype=np.int32))
@@ -115,10 +123,10 @@ class IdTable:
 
     def _place(self, id_hash: int, row: int) -> None:
         """Put `row` in the first free slot of its probe sequence."""
-        mask = len(self._slots) - 1
-        slot = id_hash & mask
+        size = len(self._slots)
+        slot = id_hash % size
         while self._slots[slot] >= 0:
-            slot = (slot + 1) & mask
+            slot = slot + 1 if slot + 1 < size else 0
         if self._slots[slot] == EMPTY:
             self._used_slots += 1
         self._slots[slot] = row
@@ -135,18 +143,15 @@ class IdTable:
         self._used_slots = len(live_rows)
 
 
-def _table_size(count: int) -> int:
-    """Smallest power of two keeping `count` entries under the maximum load."""
-    size = 16
-    while size * MAX_LOAD < count + 1:
-        size *= 2
-    return size
+def _table_size(count: int, load: float) -> int:
+    """Slots needed to hold `count` entries at `load` (at least 16)."""
+    return max(16, int(count / load) + 1)
 
 
 def _bulk_place(slots: np.ndarray, hashes: np.ndarray, rows: np.ndarray) -> None:
     """Vectorised linear-probing insert of `rows` (with their id hashes) into an empty table."""
-    mask = len(slots) - 1
-    position = hashes & mask
+    size = len(slots)
+    position = hashes % size
     pending = np.arange(len(rows))
     while len(pending):
         targets = position[pending]
@@ -158,7 +163,7 @@ def _bulk_place(slots: np.ndarray, hashes: np.ndarray, rows: np.ndarray) -> None
         placed = np.zeros(len(position), dtype=bool)
         placed[winners] = True
         pending = pending[~placed[pending]]
-        position[pending] = (position[pending] + 1) & mask
+        position[pending] = (position[pending] + 1) % size
 
 
 def _has_duplicates(ids: Sequence[str], hashes: np.ndarray) -> bool:
