@@ -183,6 +183,19 @@ def format_table(
     return "\n\n".join(parts)
 
 
+def json_ready(value: Any) -> Any:
+    """A copy of nested results that `json.dumps` writes as strict JSON: NaN/inf become None."""
+    if isinstance(value, Mapping):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 @functools.lru_cache(maxsize=4)
 def _prepare_split_cached(path: str, protocol: str, _modified_ns: int) -> EvalSplit:
     """Build the EvalSplit of one corpus file as it was at `_modified_ns`."""
