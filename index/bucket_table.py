@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 
 LONG_CELL = 32
+# Up to this many probes, lookup compares a fixed-width window of every probed cell.
+WINDOW_PROBES = 4096
 # Odd multipliers: multiplying by one is a bijection of uint64 that moves every bit of the code
 # into the top bits, which index the directory.
 _SPREAD = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
@@ -96,14 +98,33 @@ class BucketTable:
         cells = (probe_keys >> self._shift).astype(np.intp)
         starts = self._directory[cells]
         lengths = self._directory[cells + 1] - starts
+        if len(probe_keys) > WINDOW_PROBES:
+            return self._lookup_expanded(probe_keys, starts.astype(np.intp), lengths)
         width = int(lengths.max())
         if width > LONG_CELL:
             return self._lookup_sorted(probe_keys)
+        # Few probes: compare a fixed-width window of every cell (fewest numpy calls).
         offsets = np.arange(width, dtype=np.int32)
         positions = starts[:, None] + offsets
         match = (self.keys[positions] == probe_keys[:, None]) & (offsets < lengths[:, None])
         probe_index, column = np.nonzero(match)
         return probe_index, self.rows[positions[probe_index, column]]
+
+    def _lookup_expanded(
+        self, probe_keys: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`lookup` for many probes: compare exactly the entries of each probed cell."""
+        long_cells = np.flatnonzero(lengths > LONG_CELL)
+        if len(long_cells):
+            keys = self.keys[: self._size]
+            probes = probe_keys[long_cells]
+            starts[long_cells] = np.searchsorted(keys, probes, side="left")
+            lengths[long_cells] = np.searchsorted(keys, probes, side="right") - starts[long_cells]
+        probe_index = np.repeat(np.arange(len(probe_keys)), lengths)
+        ends = np.cumsum(lengths)
+        positions = np.arange(len(probe_index)) + np.repeat(starts - ends + lengths, lengths)
+        match = self.keys[positions] == probe_keys[probe_index]
+        return probe_index[match], self.rows[positions[match]]
 
     def _lookup_sorted(self, probe_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`lookup` by binary search, for when some probed cell is long (heavily skewed codes)."""
