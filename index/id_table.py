@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# surrogatepass: any Python str (even one holding a lone surrogate, which JSON allows) round-trips.
+ENCODING_ERRORS = "surrogatepass"
 EMPTY = -1
 TOMBSTONE = -2
 MAX_LOAD = 0.75
@@ -45,7 +47,9 @@ class IdTable:
 
     def id_of(self, row: int) -> str:
         """The id stored at `row` (also for removed rows)."""
-        return self._blob[self._offsets[row] : self._offsets[row + 1]].decode()
+        return self._blob[self._offsets[row] : self._offsets[row + 1]].decode(
+            "utf-8", ENCODING_ERRORS
+        )
 
     def ids_of(self, rows: Sequence[int] | np.ndarray) -> list[str]:
         """Ids of many rows, in order."""
@@ -53,11 +57,13 @@ class IdTable:
         blob = self._blob
         starts = offsets[rows].tolist()
         ends = offsets[np.asarray(rows, dtype=np.int64) + 1].tolist()
-        return [blob[s:e].decode() for s, e in zip(starts, ends, strict=True)]
+        return [
+            blob[s:e].decode("utf-8", ENCODING_ERRORS) for s, e in zip(starts, ends, strict=True)
+        ]
 
     def find(self, doc_id: str) -> int:
         """Row of `doc_id`, or -1 when it is not present."""
-        key = doc_id.encode()
+        key = doc_id.encode("utf-8", ENCODING_ERRORS)
         size = len(self._slots)
         slot = hash(doc_id) % size
         slots = self._slots
@@ -74,7 +80,7 @@ class IdTable:
         """Append a new id (caller checked it is absent) and return its row."""
         if (self._used_slots + 1) > MAX_LOAD * len(self._slots):
             self._rehash(_table_size(2 * (self._live + 1), MAX_LOAD))
-        encoded = doc_id.encode()
+        encoded = doc_id.encode("utf-8", ENCODING_ERRORS)
         dtype = np.int64 if len(self._blob) + len(encoded) > OFFSET_LIMIT else self._offsets.dtype
         if self._rows + 1 >= len(self._offsets) or dtype != self._offsets.dtype:
             grown = np.zeros(max(2 * self._rows + 2, len(self._offsets)), dtype=dtype)
@@ -90,7 +96,7 @@ class IdTable:
 
     def discard(self, doc_id: str) -> int:
         """Forget `doc_id`; returns its row, or -1 when it was not present."""
-        key = doc_id.encode()
+        key = doc_id.encode("utf-8", ENCODING_ERRORS)
         size = len(self._slots)
         slot = hash(doc_id) % size
         while True:
@@ -108,7 +114,7 @@ class IdTable:
         """Bulk build with rows 0..n-1 in the given order; ValueError on duplicate ids."""
         table = cls(capacity=len(ids))
         table._slots = np.full(_table_size(len(ids), BULK_LOAD), EMPTY, dtype=np.int32)
-        encoded = [doc_id.encode() for doc_id in ids]
+        encoded = [doc_id.encode("utf-8", ENCODING_ERRORS) for doc_id in ids]
         table._blob = bytearray(b"".join(encoded))
         if len(table._blob) > OFFSET_LIMIT:
             table._offsets = table._offsets.astype(np.int64)

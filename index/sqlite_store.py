@@ -83,6 +83,8 @@ def _translated_errors() -> Iterator[None]:
                 f"document store unavailable: {reason} ({error})"
             ) from error
         raise StoreError(f"document store error: {error}") from error
+    except UnicodeEncodeError as error:
+        raise ValueError(f"text is not valid UTF-8 (lone surrogate?): {error}") from None
     except OSError as error:
         raise StoreUnavailableError(f"document store unavailable: {error}") from error
 
@@ -347,12 +349,17 @@ def _document_row(doc: StoredDocument, now: float) -> tuple[Any, ...]:
         raise ValueError(f"document ids must be non-empty strings, got {doc.id!r}")
     if not isinstance(doc.text, str):
         raise ValueError(f"document {doc.id!r}: text must be a string")
+    try:
+        doc.id.encode()
+        doc.text.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"document {doc.id!r}: id and text must be valid UTF-8") from None
     if not isinstance(doc.metadata, dict):
         raise ValueError(f"document {doc.id!r}: metadata must be a JSON object")
     if (doc.code is None) != (doc.fingerprint is None):
         raise ValueError(f"document {doc.id!r}: code and fingerprint must be given together")
     try:
-        metadata = json.dumps(doc.metadata, ensure_ascii=False, allow_nan=False)
+        metadata = json.dumps(doc.metadata, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise ValueError(f"document {doc.id!r}: metadata is not valid JSON: {error}") from None
     code = None if doc.code is None else bytes(doc.code)

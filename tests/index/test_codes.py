@@ -88,7 +88,7 @@ def test_shell_masks_are_all_distinct_codes_of_that_weight(bits: int, radius: in
 
 def test_id_table_add_find_discard_and_bulk() -> None:
     """Rows are insertion order, survive growth and tombstones; bulk build rejects duplicates."""
-    ids = [f"id-{i}" for i in range(3000)] + ["ü", "x" * 300]
+    ids = [f"id-{i}" for i in range(3000)] + ["ü", "x" * 300, "lone \ud800 surrogate"]
     table = IdTable(capacity=4)
     assert [table.add(i) for i in ids] == list(range(len(ids)))
     for doc_id in ids[::3]:

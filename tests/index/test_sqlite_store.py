@@ -99,7 +99,11 @@ def test_batch_with_a_failing_row_leaves_nothing(store: SQLiteStore) -> None:
     assert store.get("keep").code == b"\x00\x01"
     with pytest.raises(ValueError, match="JSON"):
         store.upsert([doc("x3", 1), doc("x4", 1, bad=float("nan"))])
+    with pytest.raises(ValueError, match="UTF-8"):
+        store.upsert([doc("x5", 1), doc("bad \ud800 id", 1)])
     assert store.count() == 1
+    store.upsert([doc("x6", 1, note="\ud800 survives as JSON")])
+    assert store.get("x6").metadata == {"note": "\ud800 survives as JSON"}
 
 
 def test_set_codes_and_switch_model_are_atomic(store: SQLiteStore) -> None:
