@@ -223,3 +223,35 @@ def test_readers_never_see_half_a_batch() -> None:
         sys.setswitchinterval(switch_interval)
     assert not errors, errors[:5]
     assert index.bucket(to_bytes((rounds - 1) % 3, 32)) == group
+
+
+@pytest.mark.parametrize("bits", [16, 64, 128])
+def test_large_index_matches_numpy_oracle(bits: int) -> None:
+    """At 40 k skewed codes with removals and moves, default probing/scanning stays exact."""
+    rng = np.random.default_rng(bits)
+    n = 40_000
+    centres = rng.integers(0, 256, size=(50, bits // 8), dtype=np.uint8)
+    flips = np.packbits(rng.random((n, bits)) < 2 / bits, axis=1)
+    codes = centres[rng.integers(0, len(centres), size=n)] ^ flips
+    ids = [f"d{i}" for i in range(n)]
+    index = HashIndex.from_arrays(bits, ids, codes)
+    removed = rng.choice(n, size=500, replace=False)
+    index.remove([ids[i] for i in removed])
+    moved = rng.choice(np.setdiff1d(np.arange(n), removed), size=500, replace=False)
+    codes[moved] = rng.integers(0, 256, size=(len(moved), bits // 8), dtype=np.uint8)
+    index.upsert([ids[i] for i in moved], codes[moved])
+    alive = np.ones(n, dtype=bool)
+    alive[removed] = False
+    queries = np.concatenate(
+        [codes[:5], centres[:3], rng.integers(0, 256, (2, bits // 8), np.uint8)]
+    )
+    for query in queries:
+        distances = np.bitwise_count(codes ^ query).sum(axis=1)
+        distances[~alive] = bits + 1
+        order = np.argsort(distances, kind="stable")
+        for k in (1, 10, 1000):
+            expected = [(ids[i], int(distances[i])) for i in order[:k]]
+            assert index.nearest(query.tobytes(), k) == expected
+        for radius in (0, 2):
+            expected = [(ids[i], int(distances[i])) for i in order if distances[i] <= radius]
+            assert index.ball(query.tobytes(), radius) == expected
