@@ -3,7 +3,8 @@
 Usage: .venv/bin/python bench/quality.py [--corpus PATH] [--protocols clean raw]
        [--bits 16 32 64 128] [--methods tfidf-cosine lsh lsa-median itq spectral model]
        [--variants undercomplete sparse denoising contractive variational]
-       [--models-dir DIR] [--no-train] [--epochs N] [--out docs/results/quality.md] [--json PATH]
+       [--model-bits 32] [--model-protocols clean] [--models-dir DIR] [--no-train]
+       [--epochs N] [--out docs/results/quality.md] [--json PATH]
 
 Every method is scored by the same harness (`model.evaluate`): database = train split, queries =
 test split, relevant = same newsgroup. Model rows load `<models-dir>/<protocol>-<variant>-<bits>`
@@ -64,6 +65,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--bits", nargs="+", type=int, default=list(BITS))
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument(
+        "--model-bits", nargs="+", type=int, help="bit lengths of model rows (default: --bits)"
+    )
+    parser.add_argument(
+        "--model-protocols",
+        nargs="+",
+        choices=("clean", "raw"),
+        help="protocols with model rows (default: --protocols)",
+    )
     parser.add_argument("--models-dir", type=Path, help="reuse/save trained models here")
     parser.add_argument("--no-train", action="store_true", help="skip models not in --models-dir")
     parser.add_argument("--epochs", type=int, help="override TrainConfig.epochs for model rows")
@@ -88,9 +98,9 @@ def run_protocol(args: argparse.Namespace, protocol: str) -> tuple[EvalSplit, li
         for bits in args.bits:
             score = functools.partial(score_baseline, method, bits, split)
             rows.append(timed(method, protocol, bits, score))
-    if "model" in args.methods:
+    if "model" in args.methods and protocol in (args.model_protocols or args.protocols):
         for variant in args.variants:
-            for bits in args.bits:
+            for bits in args.model_bits or args.bits:
                 result = score_model(args, split, protocol, variant, bits)
                 if result is not None:
                     rows.append(result)
@@ -115,20 +125,27 @@ def score_model(
     directory = args.models_dir / f"{protocol}-{variant}-{bits}" if args.models_dir else None
     name = f"model:{variant}"
     if directory is not None and directory.is_dir():
-        hasher = Hasher.load(directory)
-        return timed(name, protocol, bits, lambda: evaluate_hasher(hasher, split), "loaded")
-    if args.no_train:
+        hasher, source = Hasher.load(directory), f"loaded from {directory}"
+    elif args.no_train:
         log(f"[{protocol}] {name} {bits} bits: no model in {args.models_dir}, skipped")
         return None
-    overrides = {"epochs": args.epochs} if args.epochs else {}
-    config = TrainConfig(bits=bits, variant=variant, seed=args.seed, **overrides)
-    started = time.monotonic()
-    hasher = train(split.train_texts, config, labels=split.train_labels, progress=False)
-    train_seconds = time.monotonic() - started
-    if directory is not None:
-        hasher.save(directory)
-    row = timed(name, protocol, bits, lambda: evaluate_hasher(hasher, split), "trained")
-    row["train_seconds"] = round(train_seconds, 1)
+    else:
+        overrides = {"epochs": args.epochs} if args.epochs else {}
+        config = TrainConfig(bits=bits, variant=variant, seed=args.seed, **overrides)
+        hasher = train(split.train_texts, config, labels=split.train_labels, progress=False)
+        source = "trained in this run"
+        if directory is not None:
+            hasher.save(directory)
+    row = timed(name, protocol, bits, lambda: evaluate_hasher(hasher, split), source)
+    validation = hasher.config.get("validation", {})
+    row["training"] = {
+        "epochs": hasher.config.get("train", {}).get("epochs"),
+        "teacher": hasher.config.get("train", {}).get("teacher", "none"),
+        "epochs_run": validation.get("epochs_run"),
+        "best_epoch": validation.get("best_epoch"),
+        "seconds": round(float(hasher.config.get("training_seconds", float("nan"))), 1),
+        "fingerprint": hasher.fingerprint,
+    }
     return row
 
 
@@ -336,13 +353,24 @@ def model_status(args: argparse.Namespace, model_rows: list[dict]) -> str:
         return "This run scored baselines only (no `model` in `--methods`); no autoencoder rows."
     if not model_rows:
         return "No autoencoder rows: none were found in `--models-dir` and training was skipped."
-    listed = ", ".join(
-        f"{row['method']} {row['protocol']} {row['bits']} bits ({row['source']}"
-        + (f", {row['train_seconds']}s training" if "train_seconds" in row else "")
-        + ")"
-        for row in model_rows
+    listed = "\n".join(model_line(row) for row in model_rows)
+    return (
+        "Autoencoder rows come from `model.train.train(train texts, TrainConfig(bits, variant), "
+        "labels=train labels)` (labels pick the early-stopping epoch by validation P@100) and are "
+        "scored like the baselines:\n\n"
+        f"{listed}\n\nVariant/bit/protocol combinations not listed were not run."
     )
-    return f"Autoencoder rows in this run: {listed}. Other variant/bit combinations were not run."
+
+
+def model_line(row: dict) -> str:
+    """One bullet describing how a model row's model was obtained."""
+    training = row["training"]
+    return (
+        f"- {row['method']}, {row['protocol']}, {row['bits']} bits: {row['source']}; "
+        f"epochs={training['epochs']}, teacher={training['teacher']}, stopped after "
+        f"{training['epochs_run']} epochs (best {training['best_epoch']}), "
+        f"{training['seconds']}s training; fingerprint `{training['fingerprint'][:12]}`"
+    )
 
 
 def log(message: str) -> None:
