@@ -1,0 +1,81 @@
+"""Packaging stays consistent: torch pins, what the image copies, and what the README promises."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
+
+from service.cli import COMMANDS
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def read(name: str) -> str:
+    """Text of a file at the project root."""
+    return (ROOT / name).read_text(encoding="utf-8")
+
+
+def pyproject() -> dict:
+    """The parsed pyproject.toml."""
+    return tomllib.loads(read("pyproject.toml"))
+
+
+def pinned_torch() -> str:
+    """The torch version pyproject pins (`torch==X`)."""
+    pins = [dep for dep in pyproject()["project"]["dependencies"] if dep.startswith("torch==")]
+    assert len(pins) == 1, pins
+    return pins[0].removeprefix("torch==")
+
+
+def quick_start_commands() -> list[str]:
+    """The shell commands of the README's first code block under `## Quick start`."""
+    section = read("README.md").split("## Quick start", 1)[1]
+    block = re.search(r"```(?:bash|sh)?\n(.*?)```", section, re.DOTALL)
+    assert block is not None, "README's quick start has no code block"
+    lines = (line.split("#", 1)[0].strip() for line in block.group(1).splitlines())
+    return [line for line in lines if line]
+
+
+def test_dockerfile_and_makefile_pin_the_torch_of_pyproject() -> None:
+    version = pinned_torch()
+    assert f"ARG TORCH_VERSION={version}\n" in read("Dockerfile")
+    assert f'"torch=={version}"' in read("Makefile")
+
+
+def test_image_receives_every_package() -> None:
+    include = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    top_level = {
+        path.parent.name
+        for path in ROOT.glob("*/__init__.py")
+        if any(fnmatch(path.parent.name, pattern) for pattern in include)
+    }
+    assert {"model", "index", "service"} <= top_level
+    dockerfile, dockerignore = read("Dockerfile"), read(".dockerignore").splitlines()
+    for package in sorted(top_level):
+        assert f"COPY {package} ./{package}\n" in dockerfile, package
+        assert f"!{package}/" in dockerignore, package
+
+
+def test_quick_start_is_two_make_targets_and_ci_runs_the_test_one() -> None:
+    commands = quick_start_commands()
+    assert commands == ["make run", "make test"]
+    makefile = read("Makefile")
+    for command in commands:
+        target = command.removeprefix("make ")
+        assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
+    ci_lines = [line.strip() for line in read(".ci/run").splitlines()]
+    assert "make test" in ci_lines
+
+
+def test_readme_documents_every_setting_and_command() -> None:
+    readme = read("README.md")
+    prefix = Settings.model_config["env_prefix"]
+    missing = [f"{prefix}{name.upper()}" for name in Settings.model_fields]
+    missing = [name for name in missing if f"`{name}`" not in readme]
+    assert not missing, f"README's configuration table lacks {missing}"
+    for command in COMMANDS:
+        name = command.__name__.rsplit(".", 1)[-1]
+        assert f"docbits {name}" in readme, name
