@@ -98,11 +98,9 @@ class BucketTable:
         cells = (probe_keys >> self._shift).astype(np.intp)
         starts = self._directory[cells]
         lengths = self._directory[cells + 1] - starts
-        if len(probe_keys) > WINDOW_PROBES:
-            return self._lookup_expanded(probe_keys, starts.astype(np.intp), lengths)
         width = int(lengths.max())
-        if width > LONG_CELL:
-            return self._lookup_sorted(probe_keys)
+        if len(probe_keys) > WINDOW_PROBES or width > LONG_CELL:
+            return self._lookup_expanded(probe_keys, starts.astype(np.intp), lengths)
         # Few probes: compare a fixed-width window of every cell (fewest numpy calls).
         offsets = np.arange(width, dtype=np.int32)
         positions = starts[:, None] + offsets
@@ -113,7 +111,10 @@ class BucketTable:
     def _lookup_expanded(
         self, probe_keys: np.ndarray, starts: np.ndarray, lengths: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`lookup` for many probes: compare exactly the entries of each probed cell."""
+        """`lookup` for many probes or long cells: compare exactly each probed cell's entries.
+
+        Long cells (big buckets of skewed codes) are narrowed to the probe's run by binary search.
+        """
         long_cells = np.flatnonzero(lengths > LONG_CELL)
         if len(long_cells):
             keys = self.keys[: self._size]
@@ -125,13 +126,3 @@ class BucketTable:
         positions = np.arange(len(probe_index)) + np.repeat(starts - ends + lengths, lengths)
         match = self.keys[positions] == probe_keys[probe_index]
         return probe_index[match], self.rows[positions[match]]
-
-    def _lookup_sorted(self, probe_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`lookup` by binary search, for when some probed cell is long (heavily skewed codes)."""
-        keys = self.keys[: self._size]
-        starts = np.searchsorted(keys, probe_keys, side="left")
-        lengths = np.searchsorted(keys, probe_keys, side="right") - starts
-        probe_index = np.repeat(np.arange(len(probe_keys)), lengths)
-        ends = np.cumsum(lengths)
-        positions = np.arange(len(probe_index)) + np.repeat(starts - ends + lengths, lengths)
-        return probe_index, self.rows[positions]

@@ -10,12 +10,28 @@ import numpy as np
 
 from index.codes import WORD_BITS, validate_bits, words_per_code
 
+SCAN_CHUNK = 1 << 17
+
 
 def hamming_distances(words: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Distances (uint8) from one query (W,) to every code of word-major `words` (W, n)."""
-    distances = np.bitwise_count(words[0] ^ query[0])
-    for w in range(1, len(query)):
-        distances += np.bitwise_count(words[w] ^ query[w])
+    """Distances (uint8) from one query (W,) to every code of word-major `words` (W, n).
+
+    Works through cache-sized chunks with one reused scratch buffer instead of allocating
+    (and page-faulting) full-size temporaries.
+    """
+    num_words, n = words.shape
+    distances = np.empty(n, dtype=np.uint8)
+    scratch = np.empty(min(n, SCAN_CHUNK), dtype=np.uint64)
+    partial = np.empty(min(n, SCAN_CHUNK), dtype=np.uint8) if num_words > 1 else None
+    for start in range(0, n, SCAN_CHUNK):
+        stop = min(start + SCAN_CHUNK, n)
+        size = stop - start
+        np.bitwise_xor(words[0, start:stop], query[0], out=scratch[:size])
+        np.bitwise_count(scratch[:size], out=distances[start:stop])
+        for w in range(1, num_words):
+            np.bitwise_xor(words[w, start:stop], query[w], out=scratch[:size])
+            np.bitwise_count(scratch[:size], out=partial[:size])
+            distances[start:stop] += partial[:size]
     return distances
 
 
@@ -56,12 +72,19 @@ def shell_masks(bits: int, radius: int) -> np.ndarray:
     return masks
 
 
-@lru_cache(maxsize=64)
 def ball_masks(bits: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the whole ball of `radius` (shells 0..radius in order) and each mask's weight."""
-    shells = [shell_masks(bits, r) for r in range(min(radius, bits) + 1)]
+    return shell_range_masks(bits, 0, radius)
+
+
+@lru_cache(maxsize=64)
+def shell_range_masks(bits: int, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of shells first..last (in order) and each mask's weight; cached, read-only."""
+    shells = [shell_masks(bits, r) for r in range(first, min(last, bits) + 1)]
     masks = np.concatenate(shells)
-    weights = np.repeat(np.arange(len(shells), dtype=np.uint8), [len(s) for s in shells])
+    weights = np.repeat(
+        np.arange(first, first + len(shells), dtype=np.uint8), [len(s) for s in shells]
+    )
     masks.setflags(write=False)
     weights.setflags(write=False)
     return masks, weights

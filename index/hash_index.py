@@ -26,7 +26,7 @@ from index.codes import (
     words_per_code,
     words_to_codes,
 )
-from index.hamming import ball_masks, ball_size, hamming_distances, shell_masks
+from index.hamming import ball_masks, ball_size, hamming_distances, shell_range_masks
 from index.id_table import IdTable
 from index.rwlock import ReadWriteLock
 
@@ -343,21 +343,50 @@ class HashIndex:
         ]
 
     def _nearest(self, query: np.ndarray, k: int, keep: Keep | None) -> list[Hit]:
-        """Grow the probed radius while probing beats a scan, then scan the rest."""
+        """Probe the bucket, then the widest ball worth probing; scan when that is not enough."""
         live = len(self._ids)
-        hits: list[Hit] = []
-        radius = -1
-        while radius < self.bits and len(hits) < k:
+        radius = 0
+        while radius < self.bits:
             probes = ball_size(self.bits, radius + 1)
             probe_cost = probes * PROBE_COST_IN_CODES * PROBE_BUDGET_FRACTION
             if probe_cost > live or probes > MAX_NEAREST_PROBES:
-                return self._scan(query, k, keep, hits, radius)
+                break
             radius += 1
-            masks = shell_masks(self.bits, radius)
-            distances, rows = self._probe(query, masks, np.full(len(masks), radius, np.uint8))
-            shell = self._hits(distances, rows)
-            hits.extend(shell if keep is None else (hit for hit in shell if keep(hit[0])))
-        return hits[:k]
+        if ball_size(self.bits, 0) * PROBE_COST_IN_CODES * PROBE_BUDGET_FRACTION > live:
+            return self._scan(query, k, keep, [], -1)
+        hits: list[Hit] = []
+        probed = -1
+        for shells in ((0, 0), (1, radius)):
+            if shells[0] > shells[1]:
+                break
+            masks, weights = shell_range_masks(self.bits, *shells)
+            distances, rows = self._probe(query, masks, weights)
+            hits.extend(self._best_hits(distances, rows, k - len(hits), keep))
+            probed = shells[1]
+            if len(hits) >= k:
+                return hits[:k]
+        return self._scan(query, k, keep, hits, probed)
+
+    def _best_hits(
+        self, distances: np.ndarray, rows: np.ndarray, k: int, keep: Keep | None
+    ) -> list[Hit]:
+        """Up to k (id, distance) by (distance, row) passing `keep`, mapping only needed ids."""
+        order = np.lexsort((rows, distances))
+        if keep is None:
+            order = order[:k]
+            return list(zip(self._ids.ids_of(rows[order]), distances[order].tolist(), strict=True))
+        hits: list[Hit] = []
+        step = max(4 * k, 256)
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            for doc_id, dist in zip(
+                self._ids.ids_of(rows[chunk]), distances[chunk].tolist(), strict=True
+            ):
+                if keep(doc_id):
+                    hits.append((doc_id, dist))
+                    if len(hits) == k:
+                        return hits
+        return hits
 
     def _scan(
         self, query: np.ndarray, k: int, keep: Keep | None, found: list[Hit], radius: int
@@ -385,18 +414,21 @@ class HashIndex:
 
 
 def _smallest_rows(distances: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the k smallest distances (k at most the number of live rows), by (distance, row)."""
+    """Rows of the k smallest distances (k at most the number of live rows), by (distance, row).
+
+    The k-th distance is estimated from a sample, then one pass keeps every row at or below a
+    threshold one above it; if that misses some of the k, the threshold grows and it repeats.
+    """
     if k == 0:
         return np.zeros(0, dtype=np.intp)
     sample = distances[:: max(1, len(distances) // 16384)]
     cumulative = np.cumsum(np.bincount(sample, minlength=256)) * (len(distances) / len(sample))
-    threshold = min(int(np.searchsorted(cumulative, k)), DEAD_DISTANCE - 1)
-    while np.count_nonzero(distances <= threshold) < k:
-        threshold += 1
-    while threshold > 0 and np.count_nonzero(distances <= threshold - 1) >= k:
-        threshold -= 1
-    rows = np.flatnonzero(distances <= threshold)
-    return rows[np.argsort(distances[rows], kind="stable")][:k]
+    threshold = min(int(np.searchsorted(cumulative, k)) + 1, DEAD_DISTANCE - 1)
+    while True:
+        rows = np.flatnonzero(distances <= threshold)
+        if len(rows) >= k:
+            return rows[np.argsort(distances[rows], kind="stable")][:k]
+        threshold = min(threshold + 2, DEAD_DISTANCE - 1)
 
 
 def _last_occurrences(rows: np.ndarray) -> np.ndarray:
