@@ -1,8 +1,10 @@
 """An immutable table of (bucket key, row) pairs sorted by key, with a directory over top key bits.
 
-A probe key's candidates are the rows in its directory cell whose key is equal. Keys are spread
-codes (multiplied by an odd constant), so cells stay evenly filled even when codes are skewed;
-only equal codes share a run.
+A key's top `d` bits pick its directory cell; the table stores only the next 32 bits (its "tag")
+and the row, 8 bytes per entry. A probe's candidates are the rows in its cell with an equal tag.
+Keys are spread codes (multiplied by an odd constant), so cells stay evenly filled even when codes
+are skewed. Cell plus tag cover all 64 key bits only when the key's low 32 bits are zero (codes of
+at most 32 bits); otherwise callers confirm candidates against the stored codes.
 """
 
 from __future__ import annotations
@@ -42,23 +44,29 @@ def bucket_key(words: Sequence[int]) -> int:
 
 
 class BucketTable:
-    """Rows grouped by bucket key; `lookup` finds every row whose key equals a probe key."""
+    """Rows grouped by bucket key; `lookup` finds every row whose cell and tag equal a probe's."""
 
     def __init__(self, keys: np.ndarray, rows: np.ndarray) -> None:
         """Build from parallel arrays; rows with equal keys keep their given (ascending) order."""
         order = np.argsort(keys, kind="stable")
         self._size = len(order)
+        directory_bits = min(32, max(1, self._size.bit_length() - 1))
+        self._shift = np.uint64(64 - directory_bits)
+        self._tag_shift = np.uint64(32 - directory_bits)
+        sorted_keys = keys[order]
         # Padded by LONG_CELL entries so a window of that width never reads past the end.
-        self.keys = np.zeros(self._size + LONG_CELL, dtype=np.uint64)
-        self.keys[: self._size] = keys[order]
+        self.tags = np.zeros(self._size + LONG_CELL, dtype=np.uint32)
+        self.tags[: self._size] = self._tags_of(sorted_keys)
         self.rows = np.zeros(self._size + LONG_CELL, dtype=np.int32)
         self.rows[: self._size] = rows[order]
-        directory_bits = max(1, self._size.bit_length() - 1)
-        self._shift = np.uint64(64 - directory_bits)
-        cells = (self.keys[: self._size] >> self._shift).astype(np.intp)
+        cells = (sorted_keys >> self._shift).astype(np.intp)
         counts = np.bincount(cells, minlength=1 << directory_bits)
         self._directory = np.zeros((1 << directory_bits) + 1, dtype=np.int32)
         np.cumsum(counts, out=self._directory[1:])
+
+    def _tags_of(self, keys: np.ndarray) -> np.ndarray:
+        """The 32 key bits just below the directory bits."""
+        return ((keys >> self._tag_shift) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
     @classmethod
     def empty(cls) -> BucketTable:
@@ -76,53 +84,59 @@ class BucketTable:
     @property
     def nbytes(self) -> int:
         """Memory held by the table's arrays."""
-        return self.keys.nbytes + self.rows.nbytes + self._directory.nbytes
+        return self.tags.nbytes + self.rows.nbytes + self._directory.nbytes
 
     def lookup_one(self, key: int) -> list[int]:
-        """Rows whose key equals `key` (a Python int), in table order."""
+        """Rows whose cell and tag equal those of `key` (a Python int), in table order."""
         cell = key >> int(self._shift)
+        tag = (key >> int(self._tag_shift)) & 0xFFFFFFFF
         start, stop = int(self._directory[cell]), int(self._directory[cell + 1])
         if stop - start > LONG_CELL:
-            keys = self.keys[start:stop]
-            stop = start + int(np.searchsorted(keys, np.uint64(key), side="right"))
-            start = start + int(np.searchsorted(keys, np.uint64(key), side="left"))
+            start, stop = self._narrow(start, stop, tag)
             return self.rows[start:stop].tolist()
-        keys = self.keys[start:stop].tolist()
+        tags = self.tags[start:stop].tolist()
         rows = self.rows[start:stop].tolist()
-        return [row for row, other in zip(rows, keys, strict=True) if other == key]
+        return [row for row, other in zip(rows, tags, strict=True) if other == tag]
+
+    def _narrow(self, start: int, stop: int, tag: int) -> tuple[int, int]:
+        """The run of `tag` inside a long cell (tags are sorted within a cell)."""
+        tags = self.tags[start:stop]
+        return (
+            start + int(np.searchsorted(tags, np.uint32(tag), side="left")),
+            start + int(np.searchsorted(tags, np.uint32(tag), side="right")),
+        )
 
     def lookup(self, probe_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probe index, row) of every entry whose key equals one of `probe_keys`, probe-major."""
+        """(probe index, row) of every entry whose cell and tag equal a probe's, probe-major."""
         if not self._size or not len(probe_keys):
             return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int32)
         cells = (probe_keys >> self._shift).astype(np.intp)
+        probe_tags = self._tags_of(probe_keys)
         starts = self._directory[cells]
         lengths = self._directory[cells + 1] - starts
         width = int(lengths.max())
         if len(probe_keys) > WINDOW_PROBES or width > LONG_CELL:
-            return self._lookup_expanded(probe_keys, starts.astype(np.intp), lengths)
+            return self._lookup_expanded(probe_tags, starts.astype(np.intp), lengths)
         # Few probes: compare a fixed-width window of every cell (fewest numpy calls).
         offsets = np.arange(width, dtype=np.int32)
         positions = starts[:, None] + offsets
-        match = (self.keys[positions] == probe_keys[:, None]) & (offsets < lengths[:, None])
+        match = (self.tags[positions] == probe_tags[:, None]) & (offsets < lengths[:, None])
         probe_index, column = np.nonzero(match)
         return probe_index, self.rows[positions[probe_index, column]]
 
     def _lookup_expanded(
-        self, probe_keys: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+        self, probe_tags: np.ndarray, starts: np.ndarray, lengths: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """`lookup` for many probes or long cells: compare exactly each probed cell's entries.
 
         Long cells (big buckets of skewed codes) are narrowed to the probe's run by binary search.
         """
-        long_cells = np.flatnonzero(lengths > LONG_CELL)
-        if len(long_cells):
-            keys = self.keys[: self._size]
-            probes = probe_keys[long_cells]
-            starts[long_cells] = np.searchsorted(keys, probes, side="left")
-            lengths[long_cells] = np.searchsorted(keys, probes, side="right") - starts[long_cells]
-        probe_index = np.repeat(np.arange(len(probe_keys)), lengths)
+        for probe in np.flatnonzero(lengths > LONG_CELL).tolist():
+            start, stop = int(starts[probe]), int(starts[probe] + lengths[probe])
+            start, stop = self._narrow(start, stop, int(probe_tags[probe]))
+            starts[probe], lengths[probe] = start, stop - start
+        probe_index = np.repeat(np.arange(len(probe_tags)), lengths)
         ends = np.cumsum(lengths)
         positions = np.arange(len(probe_index)) + np.repeat(starts - ends + lengths, lengths)
-        match = self.keys[positions] == probe_keys[probe_index]
+        match = self.tags[positions] == probe_tags[probe_index]
         return probe_index[match], self.rows[positions[match]]

@@ -55,6 +55,9 @@ class HashIndex:
     def __init__(self, bits: int) -> None:
         self.bits = validate_bits(bits)
         self._num_words = words_per_code(bits)
+        # Bucket tables hold 32 key bits below their directory bits: exact only for codes of at
+        # most 32 bits, so longer codes are confirmed against `_words`.
+        self._confirm_codes = self.bits > 32
         self._ids = IdTable()
         self._words = np.zeros((self._num_words, 1024), dtype=np.uint64)
         self._where = np.zeros(1024, dtype=np.uint8)
@@ -285,7 +288,7 @@ class HashIndex:
         if len(self._delta):
             rows += [row for row in self._delta.lookup_one(key) if self._where[row] == IN_DELTA]
             rows.sort()
-        if self._num_words > 1:
+        if self._confirm_codes:
             rows = [row for row in rows if self._words[:, row].tolist() == query]
         return rows
 
@@ -304,13 +307,15 @@ class HashIndex:
             if not len(table):
                 continue
             probe_index, rows = table.lookup(keys)
-            if tag == IN_MAIN and self._main_is_current and self._num_words == 1:
+            if tag == IN_MAIN and self._main_is_current and not self._confirm_codes:
                 found_probes.append(probe_index)
                 found_rows.append(rows)
                 continue
             current = self._where[rows] == tag
-            if self._num_words > 1:
-                current &= np.all(probes[probe_index] == self._words[:, rows].T, axis=1)
+            if self._confirm_codes:
+                current &= self._words[0, rows] == probes[probe_index, 0]
+                for w in range(1, self._num_words):
+                    current &= self._words[w, rows] == probes[probe_index, w]
             found_probes.append(probe_index[current])
             found_rows.append(rows[current])
         if len(found_rows) == 1:

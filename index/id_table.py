@@ -19,6 +19,7 @@ TOMBSTONE = -2
 MAX_LOAD = 0.75
 BULK_LOAD = 0.6
 OFFSET_LIMIT = np.iinfo(np.uint32).max
+SMALL_LOOKUP = 8  # up to this many rows, scalar indexing beats vectorised gathers
 
 
 class IdTable:
@@ -55,6 +56,8 @@ class IdTable:
         """Ids of many rows, in order."""
         offsets = self._offsets
         blob = self._blob
+        if len(rows) <= SMALL_LOOKUP:
+            return [self.id_of(int(row)) for row in rows]
         starts = offsets[rows].tolist()
         ends = offsets[np.asarray(rows, dtype=np.int64) + 1].tolist()
         return [
