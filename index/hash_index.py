@@ -215,10 +215,13 @@ class HashIndex:
     def bucket_size_histogram(self) -> dict[int, int]:
         """Bucket size → number of buckets of that size."""
         with self._lock.reading():
-            words = self._words[:, self._live_rows()]
-        if not words.shape[1]:
+            codes = np.ascontiguousarray(self._words[:, self._live_rows()].T)
+        if not len(codes):
             return {}
-        _, sizes = np.unique(words.T, axis=0, return_counts=True)
+        # One opaque item per code (raw bytes) so np.unique sorts a 1-D array.
+        _, sizes = np.unique(
+            codes.view(np.dtype((np.void, 8 * self._num_words))), return_counts=True
+        )
         size_values, bucket_counts = np.unique(sizes, return_counts=True)
         return dict(zip(size_values.tolist(), bucket_counts.tolist(), strict=True))
 
@@ -248,6 +251,7 @@ class HashIndex:
         capacity = len(self._where)
         if rows <= capacity:
             return
+        capacity = max(capacity, 1024)
         while capacity < rows:
             capacity *= 2
         words = np.zeros((self._num_words, capacity), dtype=np.uint64)

@@ -160,6 +160,19 @@ def test_repeated_id_in_one_batch_takes_the_last_code() -> None:
     assert len(index) == 2
 
 
+@pytest.mark.parametrize("count", [0, 1, 3000])
+def test_bulk_built_index_accepts_writes(count: int) -> None:
+    """An index built by from_arrays (as at start-up, even from an empty store) grows and moves."""
+    ids = [f"d{i}" for i in range(count)]
+    index = HashIndex.from_arrays(72, ids, np.zeros((count, 9), dtype=np.uint8))
+    index.upsert(["new", *ids[:1]], np.full((1 + min(count, 1), 9), 7, dtype=np.uint8))
+    assert index.bucket(bytes([7] * 9)) == [*ids[:1], "new"]
+    assert index.remove(["new"]) == 1
+    assert len(index) == count
+    expected = {0: [], 1: [("d0", 27)], 3000: [("d1", 0)]}[count]  # 0x07 has 3 bits set
+    assert index.nearest(bytes(9), 1) == expected
+
+
 def test_bucket_statistics() -> None:
     """Histogram counts buckets per size."""
     index = HashIndex(8)
