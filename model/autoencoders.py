@@ -55,12 +55,25 @@ class SparseBatch:
             size=tfidf.shape[0],
         )
 
+    def to(self, device: torch.device | str) -> SparseBatch:
+        """The same batch with every tensor on `device`."""
+        return SparseBatch(
+            indices=self.indices.to(device),
+            offsets=self.offsets.to(device),
+            rows=self.rows.to(device),
+            tfidf=self.tfidf.to(device),
+            counts=self.counts.to(device),
+            size=self.size,
+        )
+
 
 class Encoder(nn.Module):
     """f(x): sparse TF-IDF input → ReLU hidden layers → `bits` code-layer logits."""
 
     def __init__(self, vocab_size: int, hidden_sizes: Sequence[int], bits: int) -> None:
-        """Build the layers; the first is an EmbeddingBag so input cost scales with nonzeros."""
+        """Build the layers; the first is an EmbeddingBag so the input cost scales with the
+        nonzero words. Its gradient stays dense: fused dense Adam measured faster than
+        SparseAdam on 20 Newsgroups batches, where a batch touches much of the vocabulary."""
         super().__init__()
         if not hidden_sizes:
             raise ValueError("the encoder needs at least one hidden layer")
@@ -96,10 +109,18 @@ class Decoder(nn.Module):
         return F.log_softmax(self.output(code), dim=1)
 
 
-def multinomial_nll(log_probs: Tensor, batch: SparseBatch) -> Tensor:
-    """−Σ_w c_w log p_w per document, averaged over the batch; reads only the nonzero counts."""
-    picked = log_probs[batch.rows, batch.indices]
-    return -(batch.counts * picked).sum() / batch.size
+def multinomial_nll(decoder: Decoder, code: Tensor, batch: SparseBatch) -> Tensor:
+    """−Σ_w c_w log softmax(z)_w per document, averaged over the batch.
+
+    Written as Σ_n N_n logsumexp(z_n) − Σ_w c_w z_w with N_n the document's word count: only the
+    logsumexp needs the dense (n, V) logits; the z_w of the words present are gathered dot
+    products, so no dense (n, V) gradient scatter is needed for them.
+    """
+    weight, bias = decoder.output.weight, decoder.output.bias
+    log_normaliser = torch.logsumexp(decoder.output(code), dim=1)
+    word_totals = code.new_zeros(batch.size).index_add_(0, batch.rows, batch.counts)
+    present = (code[batch.rows] * weight[batch.indices]).sum(dim=1) + bias[batch.indices]
+    return ((word_totals * log_normaliser).sum() - (batch.counts * present).sum()) / batch.size
 
 
 class SemanticHashingAutoencoder(nn.Module):
@@ -141,7 +162,7 @@ class SemanticHashingAutoencoder(nn.Module):
         """Named loss terms of one batch; the training objective is their sum."""
         logits = self.encoder(batch.indices, batch.offsets, batch.tfidf)
         code = self.training_code(logits)
-        return {"reconstruction": multinomial_nll(self.decoder(code), batch)}
+        return {"reconstruction": multinomial_nll(self.decoder, code, batch)}
 
     @torch.no_grad()
     def encode_bits(self, batch: SparseBatch) -> Tensor:
@@ -157,14 +178,14 @@ class SparseAutoencoder(SemanticHashingAutoencoder):
     def loss_terms(self, batch: SparseBatch) -> dict[str, Tensor]:
         """Reconstruction plus the L1 sparsity penalty on the code units."""
         logits = self.encoder(batch.indices, batch.offsets, batch.tfidf)
-        recon = multinomial_nll(self.decoder(self.training_code(logits)), batch)
+        recon = multinomial_nll(self.decoder, self.training_code(logits), batch)
         sparsity = self.penalty * torch.sigmoid(logits).abs().sum() / batch.size
         return {"reconstruction": recon, "sparsity": sparsity}
 
 
 def corrupt(batch: SparseBatch, level: float, generator: torch.Generator | None = None) -> Tensor:
     """Masking noise: the input weights with each nonzero word dropped with probability `level`."""
-    keep = torch.rand(batch.tfidf.shape, generator=generator) >= level
+    keep = torch.rand(batch.tfidf.shape, generator=generator, device=batch.tfidf.device) >= level
     return batch.tfidf * keep
 
 
@@ -177,7 +198,7 @@ class DenoisingAutoencoder(SemanticHashingAutoencoder):
         """Reconstruction of the clean document from its corrupted copy."""
         noisy_input = corrupt(batch, self.corruption)
         logits = self.encoder(batch.indices, batch.offsets, noisy_input)
-        return {"reconstruction": multinomial_nll(self.decoder(self.training_code(logits)), batch)}
+        return {"reconstruction": multinomial_nll(self.decoder, self.training_code(logits), batch)}
 
 
 def jacobian_probe_norm(
@@ -209,8 +230,8 @@ class ContractiveAutoencoder(SemanticHashingAutoencoder):
     def loss_terms(self, batch: SparseBatch) -> dict[str, Tensor]:
         """Reconstruction plus the Hutchinson estimate of the encoder's Jacobian norm."""
         logits = self.encoder(batch.indices, batch.offsets, batch.tfidf)
-        recon = multinomial_nll(self.decoder(self.training_code(logits)), batch)
-        probes = torch.randint(0, 2, logits.shape).float() * 2 - 1
+        recon = multinomial_nll(self.decoder, self.training_code(logits), batch)
+        probes = torch.randint(0, 2, logits.shape, device=logits.device).float() * 2 - 1
         norm = jacobian_probe_norm(self.encoder, batch, probes)
         return {"reconstruction": recon, "contractive": self.penalty * norm / batch.size}
 
@@ -239,7 +260,7 @@ class VariationalAutoencoder(SemanticHashingAutoencoder):
     def loss_terms(self, batch: SparseBatch) -> dict[str, Tensor]:
         """Negative evidence lower bound: reconstruction of sampled bits plus the KL term."""
         logits = self.encoder(batch.indices, batch.offsets, batch.tfidf)
-        recon = multinomial_nll(self.decoder(self.training_code(logits)), batch)
+        recon = multinomial_nll(self.decoder, self.training_code(logits), batch)
         kl = bernoulli_kl_to_half(torch.sigmoid(logits)).sum() / batch.size
         return {"reconstruction": recon, "kl": self.penalty * kl}
 
