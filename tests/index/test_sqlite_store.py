@@ -231,6 +231,25 @@ def test_locked_database_is_unavailable(tmp_path: Path) -> None:
     store.close()
 
 
+def test_full_or_read_only_database_is_unavailable(store: SQLiteStore) -> None:
+    """SQLITE_FULL and SQLITE_READONLY surface as StoreUnavailableError; nothing is half-written."""
+    store.upsert([doc("a", 1)])
+    connection = store._connection()  # this thread's connection, which upsert uses
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count = {pages + 2}")
+    big = [doc(f"big{i}", i, text="x" * 20_000) for i in range(20)]
+    with pytest.raises(StoreUnavailableError, match="full"):
+        store.upsert(big)
+    assert store.count() == 1
+    connection.execute("PRAGMA max_page_count = 1073741823")
+    connection.execute("PRAGMA query_only = ON")
+    with pytest.raises(StoreUnavailableError, match="read-only"):
+        store.upsert([doc("b", 2)])
+    connection.execute("PRAGMA query_only = OFF")
+    store.upsert(big)
+    assert store.count() == 21
+
+
 def test_reload_equals_the_live_index(store: SQLiteStore) -> None:
     """An index rebuilt from the store has the same ids, codes, order and answers."""
     rng = np.random.default_rng(3)
