@@ -1,16 +1,64 @@
-"""`docbits serve`: placeholder until its module lands."""
+"""`docbits serve`: run the HTTP service with uvicorn (settings from DOCBITS_* and these flags)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register the sub-command."""
-    p = sub.add_parser("serve", help="(not built yet)")
+    """Register the sub-command; every flag overrides its DOCBITS_* variable."""
+    p = sub.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)")
+    p.add_argument("--data-dir", type=Path, help="store and models folder (DOCBITS_DATA_DIR)")
+    p.add_argument("--host", help="listen address (DOCBITS_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (DOCBITS_PORT, default 8000)")
+    p.add_argument("--model", dest="model_path", type=Path, help="import a model trained offline")
+    p.add_argument("--max-batch-docs", type=int, help="documents per ingest request")
+    p.add_argument("--max-request-bytes", type=int, help="raw request body limit")
+    p.add_argument("--radius-cap", type=int, help="largest Hamming radius a search may ask")
+    p.add_argument("--autotrain-min-docs", type=int, help="train by itself at this many docs")
+    p.add_argument("--train-bits", type=int, help="code length of models trained by the service")
+    p.add_argument("--train-epochs", type=int, help="epochs of models trained by the service")
+    p.add_argument("--train-variant", help="autoencoder variant trained by the service")
+    p.add_argument("--allow-open", action="store_true", default=None, help="no key, any host")
+    p.add_argument("--log-level", help="debug, info, warning, error")
     p.set_defaults(handler=run)
 
 
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """Environment settings with the flags that were given laid on top."""
+    from service.settings import Settings
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
 def run(args: argparse.Namespace) -> int:
-    """Not built yet."""
-    raise SystemExit("docbits serve: not built yet")
+    """Open the store and model first (clear refusals), then serve until interrupted."""
+    import logging
+
+    import uvicorn
+
+    from service.app import build_state, create_app, refuse_open_exposure
+    from service.state import StartupError
+
+    settings = settings_from_args(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    state = build_state(settings)
+    try:
+        refuse_open_exposure(settings)
+        state.open()
+    except StartupError as exc:
+        raise SystemExit(f"docbits serve: {exc}") from exc
+    app = create_app(settings, state)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        workers=1,
+    )
+    return 0

@@ -1,0 +1,139 @@
+"""`create_app(settings)`: the FastAPI application, its middleware, routers and lifespan."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_response, install_error_handlers
+from service.metrics import RequestMetricsMiddleware
+from service.routers import buckets, documents, health, metrics, model, search
+from service.routers.health import VERSION
+from service.settings import Settings
+from service.state import ServiceState, StartupError
+from service.training import TrainingManager
+
+log = logging.getLogger("docbits.service")
+
+
+class BodySizeLimitMiddleware:
+    """Reads the raw body before the app parses it and answers 413 past `limit` bytes."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413,
+            "payload_too_large",
+            f"request body exceeds the limit of {self.limit} bytes",
+            {"max_request_bytes": self.limit},
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+def refuse_open_exposure(settings: Settings) -> None:
+    """Refuse to listen beyond loopback with no API key unless `allow_open` says so."""
+    if settings.open_without_key_beyond_loopback():
+        raise StartupError(
+            f"refusing to listen on {settings.host} with no API key: set DOCBITS_API_KEY, or "
+            "DOCBITS_ALLOW_OPEN=true (--allow-open) to serve an open API on purpose"
+        )
+
+
+def build_state(settings: Settings) -> ServiceState:
+    """The state with its training manager wired in (nothing opened yet)."""
+    state = ServiceState(settings)
+    state.trainer = TrainingManager(
+        store_path=settings.store_path,
+        models_dir=settings.models_dir,
+        default_config={
+            key: value
+            for key, value in {
+                "bits": settings.train_bits,
+                "variant": settings.train_variant,
+                "epochs": settings.train_epochs,
+            }.items()
+            if value is not None
+        },
+        activate=state.activate,
+        metrics=state.metrics,
+    )
+    return state
+
+
+def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
+    """Build the app; the store opens at start-up and the index loads in a background thread."""
+    settings = settings or Settings()
+    state = state or build_state(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        refuse_open_exposure(settings)
+        if state.store is None:
+            state.open()
+        if settings.api_key is None:
+            log.warning("no DOCBITS_API_KEY set: the API is open to anyone who can reach it")
+        loader = threading.Thread(target=state.load, name="docbits-load", daemon=True)
+        loader.start()
+        try:
+            yield
+        finally:
+            loader.join(timeout=30)
+            state.close()
+
+    app = FastAPI(
+        title="docbits",
+        version=VERSION,
+        summary="Semantic hashing: documents to short binary codes, codes to hash buckets.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = state
+    install_error_handlers(app)
+    for router in (documents, search, buckets, model, health, metrics):
+        app.include_router(router.router)
+    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    return app

@@ -1,0 +1,117 @@
+"""The one JSON error shape, `{"error": {"code", "message", "details"}}`, and its handlers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from index.store import DuplicateIdError, StoreUnavailableError
+
+log = logging.getLogger("docbits.service")
+
+HTTP_CODE_NAMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    500: "internal_error",
+    503: "unavailable",
+    507: "insufficient_storage",
+}
+
+
+class ApiError(Exception):
+    """An error the API answers with: HTTP status, a stable code, a human message, details."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """Build a response carrying the error shape."""
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"location": list(err.get("loc", ())), "message": err.get("msg", ""), "type": err["type"]}
+        for err in exc.errors()
+    ]
+    first = problems[0] if problems else {"location": [], "message": "invalid request"}
+    where = ".".join(str(part) for part in first["location"])
+    return error_response(
+        422,
+        "validation_error",
+        f"invalid request: {where}: {first['message']}",
+        {"errors": problems},
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODE_NAMES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error; see the server log")
+
+
+async def _duplicate_ids(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DuplicateIdError)
+    ids = sorted(exc.ids)
+    shown = ", ".join(repr(i) for i in ids[:5]) + (" …" if len(ids) > 5 else "")
+    return error_response(
+        409,
+        "duplicate_id",
+        f"{len(ids)} ids already exist (mode=insert_only): {shown}",
+        {"ids": ids},
+    )
+
+
+async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.error("store unavailable: %s", exc)
+    return error_response(
+        507, "insufficient_storage", f"the document store cannot write: {exc}", {}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every kind of failure through the one error shape."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DuplicateIdError, _duplicate_ids)
+    app.add_exception_handler(StoreUnavailableError, _store_unavailable)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled_error)

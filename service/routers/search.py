@@ -1,0 +1,132 @@
+"""`/v1/search` (GET one query, POST one or a batch with a filter) and `/similar`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from index.codes import code_to_hex
+from service.auth import require_read
+from service.errors import ApiError
+from service.routers import service_state, snippet
+from service.schemas import BatchSearchResponse, Hit, SearchOptions, SearchRequest, SearchResponse
+from service.state import ActiveModel, Ranked, ServiceState
+
+router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read)])
+
+
+def _respond(
+    state: ServiceState, active: ActiveModel, ranked: list[Ranked], include_text: bool
+) -> list[SearchResponse]:
+    """Fetch the page's documents in one store call and build the hits."""
+    wanted = [doc_id for result in ranked for doc_id, _ in result.page]
+    docs = state.require_ready().get_many(wanted) if wanted else {}
+    bits = active.bits
+    chars = state.settings.snippet_chars
+    responses = []
+    for result in ranked:
+        hits = []
+        for doc_id, distance in result.page:
+            doc = docs.get(doc_id)
+            if doc is None:
+                continue
+            hits.append(
+                Hit(
+                    id=doc_id,
+                    distance=distance,
+                    score=1.0 - distance / bits,
+                    metadata=doc.metadata,
+                    text=doc.text if include_text else None,
+                    snippet=None if include_text else snippet(doc.text, chars),
+                )
+            )
+        responses.append(
+            SearchResponse(
+                query_code=code_to_hex(result.query_code),
+                model_fingerprint=active.fingerprint,
+                candidates=result.candidates,
+                hits=hits,
+            )
+        )
+    return responses
+
+
+def _search_texts(
+    state: ServiceState, texts: list[str], options: SearchOptions, wanted: dict[str, Any] | None
+) -> list[SearchResponse]:
+    active = state.require_model()
+    codes = state.encode_queries(active, texts)
+    keep = state.metadata_keep(wanted)
+    ranked = [
+        state.rank(
+            active,
+            bytes(code),
+            radius=options.radius,
+            limit=options.limit,
+            offset=options.offset,
+            nearest=options.nearest,
+            keep=keep,
+        )
+        for code in codes
+    ]
+    return _respond(state, active, ranked, options.include_text)
+
+
+@router.get("/search", response_model=SearchResponse, summary="Search with one query")
+def search(
+    request: Request,
+    q: Annotated[str, Query(min_length=1, examples=["shuttle launch"])],
+    options: Annotated[SearchOptions, Query()],
+) -> SearchResponse:
+    """The query's bucket (radius 0), its Hamming ball, or its `limit` nearest."""
+    return _search_texts(service_state(request), [q], options, None)[0]
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse | BatchSearchResponse,
+    summary="Search with one query or a batch, with a metadata filter",
+)
+def search_body(request: Request, body: SearchRequest) -> SearchResponse | BatchSearchResponse:
+    """`q` answers one `SearchResponse`; `queries` answers `{"results": [...]}` in order."""
+    state = service_state(request)
+    if (body.q is None) == (body.queries is None):
+        raise ApiError(422, "validation_error", "send exactly one of `q` and `queries`")
+    if body.queries is not None:
+        limit = state.settings.max_batch_queries
+        if len(body.queries) > limit:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"{len(body.queries)} queries in one request; the limit is {limit}",
+                {"limit": limit},
+            )
+        return BatchSearchResponse(results=_search_texts(state, body.queries, body, body.filter))
+    return _search_texts(state, [body.q or ""], body, body.filter)[0]
+
+
+@router.get(
+    "/documents/{doc_id}/similar",
+    response_model=SearchResponse,
+    summary="Documents similar to a stored one",
+)
+def similar(
+    request: Request, doc_id: str, options: Annotated[SearchOptions, Query()]
+) -> SearchResponse:
+    """Search with the stored document's own code, leaving the document itself out."""
+    state = service_state(request)
+    active = state.require_model()
+    code = active.index.code_of(doc_id)
+    if code is None:
+        raise ApiError(404, "not_found", f"no indexed document with id {doc_id!r}", {"id": doc_id})
+    ranked = state.rank(
+        active,
+        code,
+        radius=options.radius,
+        limit=options.limit,
+        offset=options.offset,
+        nearest=options.nearest,
+        keep=state.metadata_keep(None, exclude=doc_id),
+    )
+    return _respond(state, active, [ranked], options.include_text)[0]

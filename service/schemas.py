@@ -1,0 +1,293 @@
+"""Request and response bodies of the HTTP API (pydantic v2), with the examples `/docs` shows."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FINGERPRINT_EXAMPLE = "3f5a0c9e" + "0" * 56
+DocumentId = str
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+class IngestMode(StrEnum):
+    """`upsert` replaces existing ids; `insert_only` answers 409 when any id exists."""
+
+    upsert = "upsert"
+    insert_only = "insert_only"
+
+
+class DocumentIn(BaseModel):
+    """One document to index; the id is generated when absent."""
+
+    model_config = _examples(
+        {"id": "sci.space/61234", "text": "The shuttle launch slipped a week.", "metadata": {}}
+    )
+    id: DocumentId | None = Field(None, min_length=1, max_length=256)
+    text: str = Field(..., min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class IngestRequest(BaseModel):
+    """A batch of documents to upsert."""
+
+    model_config = _examples(
+        {
+            "documents": [
+                {
+                    "id": "a1",
+                    "text": "Orbital mechanics of the shuttle",
+                    "metadata": {"g": "space"},
+                },
+                {"text": "Which graphics card for 3D rendering?"},
+            ]
+        }
+    )
+    documents: list[DocumentIn] = Field(..., min_length=1)
+
+
+class IngestedDocument(BaseModel):
+    """Where one ingested document went: its id and its code (null until a model exists)."""
+
+    id: DocumentId
+    code: str | None
+
+
+class IngestResponse(BaseModel):
+    """Every id of the batch with its code and the fingerprint of the model that made them."""
+
+    model_config = _examples(
+        {
+            "documents": [{"id": "a1", "code": "9c04e1aa03b2f710"}],
+            "model_fingerprint": FINGERPRINT_EXAMPLE,
+        }
+    )
+    documents: list[IngestedDocument]
+    model_fingerprint: str | None
+
+
+class DocumentOut(BaseModel):
+    """A stored document as the API shows it."""
+
+    model_config = _examples(
+        {
+            "id": "a1",
+            "text": "Orbital mechanics of the shuttle",
+            "metadata": {"g": "space"},
+            "code": "9c04e1aa03b2f710",
+            "model_fingerprint": FINGERPRINT_EXAMPLE,
+            "created_at": "2026-01-05T10:00:00+00:00",
+            "updated_at": "2026-01-05T10:00:00+00:00",
+        }
+    )
+    id: DocumentId
+    text: str
+    metadata: dict[str, Any]
+    code: str | None
+    model_fingerprint: str | None
+    created_at: Any = None
+    updated_at: Any = None
+
+
+class DeleteRequest(BaseModel):
+    """Ids to delete in one call."""
+
+    model_config = _examples({"ids": ["a1", "b2"]})
+    ids: list[DocumentId] = Field(..., min_length=1)
+
+
+class DeleteResponse(BaseModel):
+    """Which ids were deleted and which were not there."""
+
+    model_config = _examples({"deleted": ["a1"], "not_found": ["b2"]})
+    deleted: list[DocumentId]
+    not_found: list[DocumentId]
+
+
+class SearchOptions(BaseModel):
+    """How far to look and how much to return; shared by every search route."""
+
+    radius: int = Field(0, ge=0, description="Hamming radius; 0 reads the query's own bucket.")
+    limit: int = Field(10, ge=1)
+    offset: int = Field(0, ge=0)
+    nearest: bool = Field(False, description="Return the `limit` nearest, whatever the radius.")
+    include_text: bool = Field(False, description="Full text instead of a snippet.")
+
+
+class SearchRequest(SearchOptions):
+    """`POST /v1/search`: one query (`q`) or a batch (`queries`), with an optional filter."""
+
+    model_config = _examples(
+        {"q": "shuttle launch", "radius": 2, "limit": 5, "filter": {"group": "sci.space"}},
+        {"queries": ["shuttle launch", "graphics card"], "nearest": True, "limit": 3},
+    )
+    q: str | None = Field(None, min_length=1)
+    queries: list[str] | None = Field(None, min_length=1)
+    filter: dict[str, Any] | None = Field(
+        None,
+        description="Metadata equality per key (a list value matches any of its items); applied "
+        "while collecting candidates.",
+    )
+
+
+class Hit(BaseModel):
+    """One result: distance in bits, score = 1 - distance/bits."""
+
+    id: DocumentId
+    distance: int
+    score: float
+    metadata: dict[str, Any]
+    text: str | None = None
+    snippet: str | None = None
+
+
+class SearchResponse(BaseModel):
+    """Ranked hits for one query, with the query's code and how many candidates were found."""
+
+    model_config = _examples(
+        {
+            "query_code": "9c04e1aa03b2f710",
+            "model_fingerprint": FINGERPRINT_EXAMPLE,
+            "candidates": 1,
+            "hits": [
+                {
+                    "id": "a1",
+                    "distance": 0,
+                    "score": 1.0,
+                    "metadata": {"g": "space"},
+                    "snippet": "Orbital mechanics of the shuttle",
+                }
+            ],
+        }
+    )
+    query_code: str
+    model_fingerprint: str
+    candidates: int
+    hits: list[Hit]
+
+
+class BatchSearchResponse(BaseModel):
+    """One `SearchResponse` per query, in the order sent."""
+
+    results: list[SearchResponse]
+
+
+class BucketMember(BaseModel):
+    """A document in a bucket, shown briefly."""
+
+    id: DocumentId
+    metadata: dict[str, Any]
+    snippet: str
+
+
+class BucketResponse(BaseModel):
+    """The members of one bucket (documents whose code equals `code`)."""
+
+    model_config = _examples(
+        {
+            "code": "9c04e1aa03b2f710",
+            "size": 1,
+            "documents": [{"id": "a1", "metadata": {}, "snippet": "Orbital mechanics"}],
+        }
+    )
+    code: str
+    size: int
+    documents: list[BucketMember]
+
+
+class TrainRequest(BaseModel):
+    """Overrides for one training job; omitted fields come from the settings."""
+
+    model_config = _examples({"bits": 64, "variant": "undercomplete", "epochs": 20})
+    bits: int | None = Field(None, ge=8, le=128, multiple_of=8)
+    variant: str | None = None
+    epochs: int | None = Field(None, ge=1, le=1000)
+
+
+class JobStatus(StrEnum):
+    """Life of a training job."""
+
+    queued = "queued"
+    training = "training"
+    switching = "switching"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class JobOut(BaseModel):
+    """A training job and its progress."""
+
+    model_config = _examples(
+        {
+            "id": "job-1f2e",
+            "status": "training",
+            "documents": 11314,
+            "progress": {"epoch": 3, "epochs": 30, "loss": 512.1, "eta_s": 41.0},
+            "fingerprint": None,
+            "error": None,
+            "created_at": 1767607200.0,
+            "finished_at": None,
+        }
+    )
+    id: str
+    status: JobStatus
+    documents: int
+    progress: dict[str, Any]
+    fingerprint: str | None
+    error: str | None
+    created_at: float
+    finished_at: float | None
+
+
+class ModelInfo(BaseModel):
+    """The model in use."""
+
+    model_config = _examples(
+        {
+            "model_fingerprint": FINGERPRINT_EXAMPLE,
+            "bits": 64,
+            "variant": "variational",
+            "config": {"bits": 64, "variant": "variational", "vocab_size": 10000},
+        }
+    )
+    model_fingerprint: str
+    bits: int
+    variant: str
+    config: dict[str, Any]
+
+
+class InfoResponse(BaseModel):
+    """What the service holds and which model it serves."""
+
+    model_config = _examples(
+        {
+            "bits": 64,
+            "variant": "undercomplete",
+            "model_fingerprint": FINGERPRINT_EXAMPLE,
+            "documents": 11314,
+            "buckets": 9120,
+            "bucket_size_histogram": {"1": 8000, "2": 900, "3": 220},
+            "build": {"docbits_version": "0.1.0", "python": "3.11.9"},
+            "training_job": None,
+        }
+    )
+    bits: int | None
+    variant: str | None
+    model_fingerprint: str | None
+    documents: int
+    buckets: int
+    bucket_size_histogram: dict[str, int]
+    build: dict[str, Any]
+    training_job: JobOut | None
+
+
+class Status(BaseModel):
+    """Liveness and readiness answers."""
+
+    model_config = _examples({"status": "ok"})
+    status: str

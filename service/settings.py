@@ -1,0 +1,57 @@
+"""Service configuration from `DOCBITS_*` environment variables (and `docbits serve` flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class Settings(BaseSettings):
+    """Everything the service reads at start-up; each field is also `DOCBITS_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="DOCBITS_", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="SQLite store and models live here.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    model_path: Path | None = Field(
+        None, description="Import this offline-trained model directory at start-up."
+    )
+    max_batch_docs: int = Field(1000, ge=1, description="Documents per ingest request.")
+    max_request_bytes: int = Field(8 * MIB, ge=1024, description="Raw request body size.")
+    max_text_bytes: int = Field(1 * MIB, ge=1, description="UTF-8 size of one document's text.")
+    max_batch_queries: int = Field(100, ge=1, description="Queries per batch search request.")
+    radius_cap: int = Field(3, ge=0, le=8, description="Largest Hamming radius a search may ask.")
+    max_limit: int = Field(1000, ge=1, description="Largest `limit` a search may ask.")
+    snippet_chars: int = Field(200, ge=0)
+    api_key: SecretStr | None = Field(None, description="Guards writes and admin routes.")
+    read_api_key: SecretStr | None = Field(None, description="Optional: guards reads too.")
+    allow_open: bool = Field(False, description="Listen beyond loopback with no API key.")
+    autotrain_min_docs: int = Field(1000, ge=0, description="0 disables automatic training.")
+    train_bits: int = 64
+    train_variant: str | None = Field(None, description="None keeps the trainer's default.")
+    train_epochs: int = Field(30, ge=1)
+    encode_batch_size: int = Field(512, ge=1)
+    torch_threads: int | None = Field(
+        1, ge=1, description="Torch threads for encoding; requests already run in parallel."
+    )
+    log_level: str = "info"
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite file holding documents, codes and settings."""
+        return self.data_dir / "docbits.sqlite3"
+
+    @property
+    def models_dir(self) -> Path:
+        """Trained models, one sub-folder per fingerprint."""
+        return self.data_dir / "models"
+
+    def open_without_key_beyond_loopback(self) -> bool:
+        """True when the settings would expose an unauthenticated service off this machine."""
+        return self.api_key is None and self.host not in LOOPBACK_HOSTS and not self.allow_open
