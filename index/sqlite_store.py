@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -184,7 +185,7 @@ class SQLiteStore(DocumentStore):
         ids = [doc.id for doc in docs]
         with self._transaction() as connection:
             if insert_only:
-                repeated = {doc_id for doc_id in ids if ids.count(doc_id) > 1}
+                repeated = {doc_id for doc_id, seen in Counter(ids).items() if seen > 1}
                 duplicates = repeated | self._existing(connection, ids)
                 if duplicates:
                     raise DuplicateIdError(sorted(duplicates))
