@@ -23,7 +23,8 @@ RUN pip install --no-cache-dir .
 
 # Stage 2: the runtime image, run as an unprivileged user with its data on the /data volume.
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/docbits docbits \
+RUN groupadd --system --gid 10001 docbits \
+ && useradd --system --uid 10001 --gid docbits --create-home --home-dir /home/docbits docbits \
  && mkdir /data \
  && chown docbits:docbits /data
 COPY --from=build /opt/venv /opt/venv
