@@ -368,7 +368,10 @@ class ServiceState:
         if nearest:
             found = index.nearest(code, offset + limit, keep=keep)
         elif radius == 0:
-            found = [(doc_id, 0) for doc_id in index.bucket(code, keep=keep)]
+            members = index.bucket(code, keep=keep)
+            self.metrics.candidates.observe(len(members))
+            page = [(doc_id, 0) for doc_id in members[offset : offset + limit]]
+            return Ranked(code, len(members), page)
         else:
             found = index.ball(code, radius, keep=keep)
         self.metrics.candidates.observe(len(found))

@@ -1,0 +1,65 @@
+"""Training through the service: autotrain at the threshold, failures reported, job errors."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.service.conftest import open_client
+
+
+def wait_for_job(client: TestClient, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/model/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+
+
+def test_training_starts_by_itself_at_the_threshold_and_switches(
+    tmp_path: Path, corpus: list[dict[str, Any]]
+) -> None:
+    client = open_client(tmp_path, train_bits=16, train_epochs=2, train_variant="undercomplete")
+    client.app.state.settings.autotrain_min_docs = 60
+    try:
+        client.post("/v1/documents", json={"documents": corpus[:59]})
+        assert client.get("/v1/info").json()["training_job"] is None
+        client.post("/v1/documents", json={"documents": corpus[59:80]})
+        job = client.get("/v1/info").json()["training_job"]
+        assert job is not None and job["documents"] == 80
+        done = wait_for_job(client, job["id"])
+        assert done["status"] == "succeeded", done["error"]
+        info = client.get("/v1/info").json()
+        assert info["model_fingerprint"] == done["fingerprint"]
+        assert (tmp_path / "models" / done["fingerprint"] / "config.json").exists()
+        stored = client.get(f"/v1/documents/{corpus[0]['id']}").json()
+        assert stored["model_fingerprint"] == done["fingerprint"] and stored["code"]
+        hits = client.get("/v1/search", params={"q": corpus[0]["text"], "limit": 100}).json()
+        assert corpus[0]["id"] in {hit["id"] for hit in hits["hits"]}
+        assert 'docbits_training_jobs_total{status="succeeded"} 1.0' in client.get("/metrics").text
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_a_failed_training_job_reports_its_error_and_keeps_the_service_up(
+    tmp_path: Path,
+) -> None:
+    client = open_client(tmp_path, train_bits=16, train_epochs=1)
+    try:
+        assert client.post("/v1/model/train").json()["error"]["code"] == "no_documents"
+        only_stop_words = [{"text": "the of and"}, {"text": "a to in"}, {"text": "is it that"}]
+        client.post("/v1/documents", json={"documents": only_stop_words})
+        response = client.post("/v1/model/train", json={"epochs": 1})
+        assert response.status_code == 202
+        done = wait_for_job(client, response.json()["id"])
+        assert done["status"] == "failed"
+        assert "ValueError" in done["error"]
+        assert client.get("/v1/search", params={"q": "the"}).status_code == 409
+        assert client.get("/v1/model/jobs/job-unknown").status_code == 404
+    finally:
+        client.__exit__(None, None, None)
