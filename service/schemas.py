@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FINGERPRINT_EXAMPLE = "3f5a0c9e" + "0" * 56
 DocumentId = str
+MAX_METADATA_BYTES = 64 * 1024
+MAX_METADATA_DEPTH = 16
+MAX_OFFSET = 1_000_000
 
 
-def _examples(*examples: dict[str, Any]) -> ConfigDict:
+def _examples(*examples: dict[str, Any], forbid_extra: bool = False) -> ConfigDict:
+    """Config with `/docs` examples; request bodies also refuse unknown (misspelt) fields."""
+    if forbid_extra:
+        return ConfigDict(json_schema_extra={"examples": list(examples)}, extra="forbid")
     return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+def _meaningful_text(value: str) -> str:
+    """Refuse text with no visible character, or with NUL characters (an injection smell)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if not value.strip():
+        raise ValueError("must contain at least one non-whitespace character")
+    return value
+
+
+def _json_depth(value: Any) -> int:
+    """Nesting depth of a JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        for child in children:
+            stack.append((child, depth + 1))
+        deepest = max(deepest, depth)
+    return deepest
 
 
 class IngestMode(StrEnum):
@@ -26,11 +56,37 @@ class DocumentIn(BaseModel):
     """One document to index; the id is generated when absent."""
 
     model_config = _examples(
-        {"id": "sci.space/61234", "text": "The shuttle launch slipped a week.", "metadata": {}}
+        {"id": "sci.space/61234", "text": "The shuttle launch slipped a week.", "metadata": {}},
+        forbid_extra=True,
     )
     id: DocumentId | None = Field(None, min_length=1, max_length=256)
     text: str = Field(..., min_length=1)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"At most {MAX_METADATA_DEPTH} levels deep and {MAX_METADATA_BYTES} bytes.",
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _id_has_no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def _text_has_words(cls, value: str) -> str:
+        return _meaningful_text(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_is_small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _json_depth(value) > MAX_METADATA_DEPTH:
+            raise ValueError(f"is nested deeper than {MAX_METADATA_DEPTH} levels")
+        size = len(json.dumps(value, ensure_ascii=False).encode(errors="surrogatepass"))
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"has {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
+        return value
 
 
 class IngestRequest(BaseModel):
@@ -46,7 +102,8 @@ class IngestRequest(BaseModel):
                 },
                 {"text": "Which graphics card for 3D rendering?"},
             ]
-        }
+        },
+        forbid_extra=True,
     )
     documents: list[DocumentIn] = Field(..., min_length=1)
 
@@ -97,7 +154,7 @@ class DocumentOut(BaseModel):
 class DeleteRequest(BaseModel):
     """Ids to delete in one call."""
 
-    model_config = _examples({"ids": ["a1", "b2"]})
+    model_config = _examples({"ids": ["a1", "b2"]}, forbid_extra=True)
     ids: list[DocumentId] = Field(..., min_length=1)
 
 
@@ -114,7 +171,7 @@ class SearchOptions(BaseModel):
 
     radius: int = Field(0, ge=0, description="Hamming radius; 0 reads the query's own bucket.")
     limit: int = Field(10, ge=1)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     nearest: bool = Field(False, description="Return the `limit` nearest, whatever the radius.")
     include_text: bool = Field(False, description="Full text instead of a snippet.")
 
@@ -125,6 +182,7 @@ class SearchRequest(SearchOptions):
     model_config = _examples(
         {"q": "shuttle launch", "radius": 2, "limit": 5, "filter": {"group": "sci.space"}},
         {"queries": ["shuttle launch", "graphics card"], "nearest": True, "limit": 3},
+        forbid_extra=True,
     )
     q: str | None = Field(None, min_length=1)
     queries: list[str] | None = Field(None, min_length=1)
@@ -203,7 +261,9 @@ class BucketResponse(BaseModel):
 class TrainRequest(BaseModel):
     """Overrides for one training job; omitted fields come from the settings."""
 
-    model_config = _examples({"bits": 64, "variant": "undercomplete", "epochs": 20})
+    model_config = _examples(
+        {"bits": 64, "variant": "undercomplete", "epochs": 20}, forbid_extra=True
+    )
     bits: int | None = Field(None, ge=8, le=128, multiple_of=8)
     variant: str | None = None
     epochs: int | None = Field(None, ge=1, le=1000)

@@ -10,7 +10,7 @@ from index.codes import code_to_hex, hex_to_code
 from service.auth import require_read
 from service.errors import ApiError
 from service.routers import service_state, snippet
-from service.schemas import BucketMember, BucketResponse
+from service.schemas import MAX_OFFSET, BucketMember, BucketResponse
 
 router = APIRouter(prefix="/v1/buckets", tags=["buckets"], dependencies=[Depends(require_read)])
 
@@ -20,7 +20,7 @@ def bucket(
     request: Request,
     code: str,
     limit: Annotated[int, Query(ge=1)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> BucketResponse:
     """Members of the bucket whose code is `code` (hex, bits/4 characters), in index order."""
     state = service_state(request)

@@ -14,6 +14,19 @@ from service.schemas import JobOut, ModelInfo, TrainRequest
 router = APIRouter(prefix="/v1/model", tags=["model"])
 
 
+def refuse_unknown_variant(variant: str | None) -> None:
+    """422 now, rather than a job that fails later in its worker."""
+    from model.autoencoders import VARIANTS
+
+    if variant is not None and variant not in VARIANTS:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}",
+            {"variants": list(VARIANTS)},
+        )
+
+
 @router.get(
     "",
     response_model=ModelInfo,
@@ -48,6 +61,7 @@ def train(request: Request, body: Annotated[TrainRequest | None, Body()] = None)
     if state.document_count == 0:
         raise ApiError(409, "no_documents", "no documents are stored; ingest some first")
     overrides = body.model_dump(exclude_none=True) if body else {}
+    refuse_unknown_variant(overrides.get("variant"))
     return state.trainer.start(documents=state.document_count, overrides=overrides).to_schema()
 
 

@@ -55,6 +55,14 @@ def _respond(
 def _search_texts(
     state: ServiceState, texts: list[str], options: SearchOptions, wanted: dict[str, Any] | None
 ) -> list[SearchResponse]:
+    for position, text in enumerate(texts):
+        if "\x00" in text or not text.strip():
+            raise ApiError(
+                422,
+                "validation_error",
+                f"query {position} has no words (empty, whitespace only, or NUL characters)",
+                {"position": position},
+            )
     active = state.require_model()
     codes = state.encode_queries(active, texts)
     keep = state.metadata_keep(wanted)
