@@ -160,8 +160,7 @@ class ServiceState:
         self.metrics.documents.set(len(self._metadata))
         if self._pending is not None:
             hasher, self._pending = self._pending, None
-            self.active = self._encode_missing_and_index(hasher)
-            self.metrics.buckets.set(self.active.index.num_buckets())
+            self._switch_to(hasher)
 
     def _import_model(self, path: Path) -> Hasher:
         """Load an offline-trained model and keep a copy under `models/<fingerprint>`."""
@@ -181,8 +180,12 @@ class ServiceState:
         except ArtifactError as exc:
             raise StartupError(f"cannot load the model at {path}: {exc}") from exc
 
-    def _encode_missing_and_index(self, hasher: Hasher) -> ActiveModel:
-        """Re-encode documents whose code is not from `hasher`, switch to it, build its index."""
+    def _switch_to(self, hasher: Hasher) -> None:
+        """Re-encode documents whose code is not from `hasher`, build its index, make it active.
+
+        All under the write lock, so no write lands between the re-encode and the swap; searches
+        keep using the previous model until the swap.
+        """
         store = self._require_store()
         with self._write_lock:
             missing = store.ids_without_code(hasher.fingerprint)
@@ -195,7 +198,8 @@ class ServiceState:
                 store.set_codes(ids, codes, hasher.fingerprint)
             index = store.load_index(hasher.fingerprint, hasher.bits)
             # An index bulk-built from zero codes cannot grow yet; start empty ones fresh.
-            return ActiveModel(hasher, index if len(index) else HashIndex(hasher.bits))
+            self.active = ActiveModel(hasher, index if len(index) else HashIndex(hasher.bits))
+        self.metrics.buckets.set(self.active.index.num_buckets())
 
     def _encode_ids(self, hasher: Hasher, ids: list[str]) -> tuple[list[str], np.ndarray]:
         store = self._require_store()
@@ -212,8 +216,7 @@ class ServiceState:
     def activate(self, model_dir: Path) -> str:
         """Switch to a newly trained model: re-encode everything, then swap atomically."""
         hasher = load_hasher(model_dir, self.settings.torch_threads)
-        self.active = self._encode_missing_and_index(hasher)
-        self.metrics.buckets.set(self.active.index.num_buckets())
+        self._switch_to(hasher)
         return hasher.fingerprint
 
     def close(self) -> None:
