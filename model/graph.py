@@ -1,0 +1,141 @@
+"""Document kNN graph and spectral "teacher" codes for self-taught hashing.
+
+The teacher turns a corpus into target bits in four steps: sublinear TF-IDF rows (1 + ln tf,
+times idf, unit length), a symmetric k-nearest-neighbour cosine graph built a block of rows at a
+time (never an n × n dense matrix), the top eigenvectors of its normalised adjacency
+D^-½ W D^-½ (the trivial first one skipped), and an ITQ rotation of that embedding so that
+taking signs loses as little as possible. Codes longer than `MAX_TEACHER_DIMS` bits reuse that
+many eigenvectors under extra random rotations (later eigenvectors are mostly noise, while more
+projections of the same embedding sharpen the Hamming ranking). A trained encoder then learns to
+predict these bits from the text, which is what extends them to documents outside the graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import eigsh
+
+ITQ_ITERATIONS = 50
+MAX_TEACHER_DIMS = 32
+ROWS_PER_BLOCK_ELEMENTS = 1 << 24
+
+
+def sublinear_tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """Unit-length rows of (1 + ln count) · idf, float32 CSR; empty rows stay zero."""
+    weighted = sp.csr_matrix(counts, dtype=np.float32, copy=True)
+    if weighted.shape[1] != len(idf):
+        raise ValueError(f"counts have {weighted.shape[1]} columns, idf has {len(idf)}")
+    weighted.eliminate_zeros()
+    weighted.data = (1.0 + np.log(weighted.data)) * np.asarray(idf, np.float32)[weighted.indices]
+    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    weighted.data /= np.repeat(norms, np.diff(weighted.indptr)).astype(np.float32)
+    return weighted
+
+
+def knn_graph(features: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Symmetric kNN graph: w_ij = cosine(i, j) when j is among i's k most similar rows or i
+    among j's (max(W, Wᵀ)); rows must be unit length, self-loops and non-positive weights dropped.
+
+    Similarities are computed for a block of rows at a time, so memory is about
+    `ROWS_PER_BLOCK_ELEMENTS` floats whatever the corpus size.
+    """
+    n = features.shape[0]
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    k = min(k, n - 1)
+    if k < 1:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    features = sp.csr_matrix(features, dtype=np.float32)
+    transposed = features.T.tocsc()
+    block = max(1, ROWS_PER_BLOCK_ELEMENTS // max(n, 1))
+    rows, cols, weights = [], [], []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        similarity = (features[start:stop] @ transposed).toarray()
+        similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        rows.append(np.repeat(np.arange(start, stop), k))
+        cols.append(nearest.ravel())
+        weights.append(np.take_along_axis(similarity, nearest, axis=1).ravel())
+    directed = sp.csr_matrix(
+        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
+    directed.data[~np.isfinite(directed.data) | (directed.data < 0)] = 0.0
+    directed.eliminate_zeros()
+    return directed.maximum(directed.T).tocsr().astype(np.float32)
+
+
+def normalized_adjacency(graph: sp.csr_matrix) -> sp.csr_matrix:
+    """D^-½ W D^-½ of a symmetric weighted graph; isolated nodes keep an all-zero row."""
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    inverse_root = np.zeros_like(degree)
+    inverse_root[degree > 0] = 1.0 / np.sqrt(degree[degree > 0])
+    scaling = sp.diags(inverse_root)
+    return (scaling @ graph @ scaling).tocsr()
+
+
+def spectral_embedding(graph: sp.csr_matrix, dims: int, seed: int = 0) -> np.ndarray:
+    """The `dims` leading non-trivial eigenvectors of the normalised adjacency, (n, dims) float64,
+    in decreasing eigenvalue order (the top one, ∝ √degree, carries no cluster information)."""
+    n = graph.shape[0]
+    if not 1 <= dims <= n - 2:
+        raise ValueError(f"dims must be in 1..{n - 2} for {n} nodes, got {dims}")
+    start_vector = np.random.default_rng(seed).standard_normal(n)
+    values, vectors = eigsh(normalized_adjacency(graph), k=dims + 1, which="LA", v0=start_vector)
+    order = np.argsort(-values)
+    return vectors[:, order[1:]]
+
+
+def itq_rotation(
+    embedding: np.ndarray, iterations: int = ITQ_ITERATIONS, seed: int = 0
+) -> np.ndarray:
+    """Orthogonal R minimising ‖sign(V R) − V R‖ (Gong & Lazebnik's ITQ) for centred rows V."""
+    dims = embedding.shape[1]
+    rng = np.random.default_rng(seed)
+    rotation, _ = np.linalg.qr(rng.standard_normal((dims, dims)))
+    for _ in range(iterations):
+        signs = np.where(embedding @ rotation >= 0, 1.0, -1.0)
+        left, _, right = np.linalg.svd(embedding.T @ signs)
+        rotation = left @ right
+    return rotation
+
+
+def block_rotation(embedding: np.ndarray, bits: int, seed: int = 0) -> np.ndarray:
+    """(dims, bits) projection: the ITQ rotation, then random orthogonal blocks until `bits`."""
+    dims = embedding.shape[1]
+    blocks = [itq_rotation(embedding, seed=seed)]
+    rng = np.random.default_rng(seed + 1)
+    while dims * len(blocks) < bits:
+        blocks.append(np.linalg.qr(rng.standard_normal((dims, dims)))[0])
+    return np.concatenate(blocks, axis=1)[:, :bits]
+
+
+@dataclass(frozen=True)
+class SpectralTeacher:
+    """Target bits of the graph's documents, and the projection that produced them."""
+
+    embedding: np.ndarray  # (n, dims) √n-scaled eigenvector coordinates, dims ≤ bits
+    mean: np.ndarray  # (dims,) mean subtracted before projecting
+    rotation: np.ndarray  # (dims, bits) ITQ rotation plus random rotation blocks
+    bits_matrix: np.ndarray  # (n, bits) bool teacher codes: sign of embedding @ rotation
+
+    def quantize(self, embedding: np.ndarray) -> np.ndarray:
+        """Bool codes of (possibly out-of-sample) embedding rows, with the teacher's rotation."""
+        return (embedding - self.mean) @ self.rotation >= 0
+
+
+def fit_spectral_teacher(
+    features: sp.csr_matrix, bits: int, k: int = 60, seed: int = 0
+) -> SpectralTeacher:
+    """kNN graph of unit-length `features`, spectral embedding of min(bits, MAX_TEACHER_DIMS)
+    dims, ITQ (plus random rotation blocks for longer codes), signs."""
+    dims = min(bits, MAX_TEACHER_DIMS)
+    graph = knn_graph(features, k)
+    raw = spectral_embedding(graph, dims, seed) * np.sqrt(features.shape[0])
+    mean = raw.mean(axis=0)
+    rotation = block_rotation(raw - mean, bits, seed=seed)
+    return SpectralTeacher(raw, mean, rotation, (raw - mean) @ rotation >= 0)

@@ -1,0 +1,147 @@
+"""kNN graph and spectral teacher: weighting, blockwise neighbours, eigenvectors, ITQ, bits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from model import graph
+from model.graph import (
+    block_rotation,
+    fit_spectral_teacher,
+    itq_rotation,
+    knn_graph,
+    spectral_embedding,
+    sublinear_tfidf,
+)
+
+
+def topic_features(
+    n_topics: int = 4, docs_per_topic: int = 30, seed: int = 0
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Unit-length count rows over disjoint topic vocabularies plus shared words, and topics."""
+    rng = np.random.default_rng(seed)
+    own_words, shared_words = 20, 10
+    vocab = n_topics * own_words + shared_words
+    rows, topics = [], []
+    for topic in range(n_topics):
+        for _ in range(docs_per_topic):
+            row = np.zeros(vocab)
+            own = rng.choice(own_words, size=8) + topic * own_words
+            shared = rng.choice(shared_words, size=6) + n_topics * own_words
+            np.add.at(row, np.concatenate([own, shared]), 1.0)
+            rows.append(row)
+            topics.append(topic)
+    counts = sp.csr_matrix(np.array(rows, dtype=np.float32))
+    return sublinear_tfidf(counts, np.ones(vocab, dtype=np.float32)), np.array(topics)
+
+
+def test_sublinear_tfidf_dampens_repeated_words_and_normalises() -> None:
+    counts = sp.csr_matrix(np.array([[1.0, np.e**2, 0.0], [0.0, 0.0, 0.0]]))
+    weighted = sublinear_tfidf(counts, np.array([2.0, 1.0, 5.0], dtype=np.float32)).toarray()
+    expected = np.array([2.0, 3.0, 0.0]) / np.sqrt(13.0)
+    np.testing.assert_allclose(weighted[0], expected, rtol=1e-5)
+    np.testing.assert_array_equal(weighted[1], 0.0)
+
+
+def test_sublinear_tfidf_rejects_a_mismatched_idf() -> None:
+    with pytest.raises(ValueError):
+        sublinear_tfidf(sp.csr_matrix(np.ones((2, 3))), np.ones(4))
+
+
+def brute_force_knn(features: sp.csr_matrix, k: int) -> np.ndarray:
+    """Dense reference: the symmetrised kNN cosine graph computed in one go."""
+    similarity = (features @ features.T).toarray()
+    np.fill_diagonal(similarity, -np.inf)
+    directed = np.zeros_like(similarity)
+    for i, row in enumerate(similarity):
+        nearest = np.argsort(-row, kind="stable")[:k]
+        directed[i, nearest] = np.maximum(row[nearest], 0.0)
+    return np.maximum(directed, directed.T)
+
+
+def test_blockwise_knn_graph_matches_the_dense_reference(monkeypatch) -> None:
+    rng = np.random.default_rng(1)
+    dense = rng.random((50, 12)) * (rng.random((50, 12)) < 0.5)
+    features = sublinear_tfidf(sp.csr_matrix(dense * 5 + (dense > 0)), np.ones(12))
+    monkeypatch.setattr(graph, "ROWS_PER_BLOCK_ELEMENTS", 7 * features.shape[0])
+    built = knn_graph(features, k=5)
+    np.testing.assert_allclose(built.toarray(), brute_force_knn(features, k=5), atol=1e-6)
+    assert (built != built.T).nnz == 0
+    assert built.diagonal().sum() == 0
+
+
+def test_knn_graph_links_documents_of_the_same_topic() -> None:
+    features, topics = topic_features()
+    built = knn_graph(features, k=10).tocoo()
+    same_topic = topics[built.row] == topics[built.col]
+    assert same_topic.mean() > 0.95
+
+
+def test_knn_graph_handles_tiny_inputs_and_bad_k() -> None:
+    single = sublinear_tfidf(sp.csr_matrix(np.ones((1, 3))), np.ones(3))
+    assert knn_graph(single, k=5).nnz == 0
+    with pytest.raises(ValueError):
+        knn_graph(single, k=0)
+
+
+def test_spectral_embedding_separates_connected_components() -> None:
+    blocks = sp.block_diag([np.ones((5, 5)) - np.eye(5)] * 3).tocsr()
+    bridge = sp.csr_matrix(([0.01, 0.01], ([4, 5], [5, 4])), shape=(15, 15))
+    embedding = spectral_embedding((blocks + bridge).tocsr(), dims=2)
+    assert embedding.shape == (15, 2)
+    centroids = np.array([embedding[i * 5 : (i + 1) * 5].mean(axis=0) for i in range(3)])
+    spread = max(np.abs(embedding[i * 5 : (i + 1) * 5] - centroids[i]).max() for i in range(3))
+    gaps = min(
+        np.linalg.norm(centroids[a] - centroids[b]) for a in range(3) for b in range(a + 1, 3)
+    )
+    assert gaps > 10 * spread
+    with pytest.raises(ValueError):
+        spectral_embedding((blocks + bridge).tocsr(), dims=14)
+
+
+def test_itq_rotation_is_orthogonal_and_reduces_quantisation_error() -> None:
+    rng = np.random.default_rng(3)
+    embedding = rng.standard_normal((400, 8)) * np.linspace(3.0, 0.5, 8)
+    rotation = itq_rotation(embedding)
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(8), atol=1e-8)
+
+    def error(r: np.ndarray) -> float:
+        projected = embedding @ r
+        return float(np.linalg.norm(np.sign(projected) - projected))
+
+    assert error(rotation) < error(itq_rotation(embedding, iterations=0))
+
+
+def test_block_rotation_extends_to_longer_codes_with_orthogonal_blocks() -> None:
+    embedding = np.random.default_rng(4).standard_normal((100, 8))
+    projection = block_rotation(embedding, bits=20)
+    assert projection.shape == (8, 20)
+    np.testing.assert_allclose(projection[:, :8], itq_rotation(embedding), atol=1e-10)
+    second = projection[:, 8:16]
+    np.testing.assert_allclose(second.T @ second, np.eye(8), atol=1e-8)
+
+
+def test_teacher_bits_agree_within_topics_and_are_balanced(monkeypatch) -> None:
+    # Four topics carry three informative eigenvectors; the rest would be within-topic noise.
+    monkeypatch.setattr(graph, "MAX_TEACHER_DIMS", 3)
+    features, topics = topic_features(n_topics=4, docs_per_topic=40)
+    teacher = fit_spectral_teacher(features, bits=16, k=10)
+    codes = teacher.bits_matrix
+    assert codes.shape == (160, 16) and codes.dtype == bool
+    assert teacher.embedding.shape == (160, 3)
+    distances = (codes[:, None, :] != codes[None, :, :]).sum(axis=2)
+    same = topics[:, None] == topics[None, :]
+    assert distances[same].mean() * 3 < distances[~same].mean()
+    assert 0.2 < codes.mean() < 0.8
+    np.testing.assert_array_equal(teacher.quantize(teacher.embedding), codes)
+
+
+def test_long_codes_reuse_a_capped_number_of_eigenvectors(monkeypatch) -> None:
+    monkeypatch.setattr(graph, "MAX_TEACHER_DIMS", 4)
+    features, _ = topic_features(n_topics=4, docs_per_topic=20)
+    teacher = fit_spectral_teacher(features, bits=24, k=8)
+    assert teacher.embedding.shape == (80, 4)
+    assert teacher.rotation.shape == (4, 24)
+    assert teacher.bits_matrix.shape == (80, 24)
