@@ -177,14 +177,18 @@ def test_20news_clean_split_counts(newsgroups_path: Path) -> None:
 
 def test_small_trained_model_beats_lsa_on_a_20news_subset(newsgroups_path: Path) -> None:
     """The point of the project: a briefly trained 32-bit model ranks better than LSA + median
-    at the same length, on a fifth of the 20NG clean train split (queries: a tenth of the test)."""
+    at the same length, on a fifth of the 20NG clean train split (queries: a tenth of the test).
+    Measured: 0.278 against 0.179."""
     from model.train import TrainConfig, train
 
     split = prepare_split(newsgroups_path, "clean")
     train_texts, train_labels = split.train_texts[::5], split.train_labels[::5]
     test_texts, test_labels = split.test_texts[::10], split.test_labels[::10]
     hasher = train(
-        train_texts, TrainConfig(bits=32, epochs=6, seed=0), labels=train_labels, progress=False
+        train_texts,
+        TrainConfig(bits=32, variant="undercomplete", epochs=10, seed=0),
+        labels=train_labels,
+        progress=False,
     )
     model_precision = precision_at_k(
         hasher.encode(test_texts), hasher.encode(train_texts), test_labels, train_labels
