@@ -137,7 +137,7 @@ class SemanticHashingAutoencoder(nn.Module):
         vocab_size: int,
         bits: int,
         hidden_sizes: Sequence[int] = (500, 500),
-        noise_std: float = 4.0,
+        noise_std: float = 1.0,
         penalty: float = 0.0,
         corruption: float = 0.0,
     ) -> None:
@@ -282,7 +282,7 @@ def build_autoencoder(
     vocab_size: int,
     bits: int,
     hidden_sizes: Sequence[int] = (500, 500),
-    noise_std: float = 4.0,
+    noise_std: float = 1.0,
     penalty: float = 0.0,
     corruption: float = 0.0,
 ) -> SemanticHashingAutoencoder:
