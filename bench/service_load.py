@@ -222,7 +222,7 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--model", type=Path, help="a saved model; trained here when absent")
     parser.add_argument("--bits", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=5, help="epochs when training here")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs when training here")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per run")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "service.md")

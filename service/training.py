@@ -151,36 +151,39 @@ class TrainingManager:
     def _follow(
         self, job: TrainingJob, process: multiprocessing.process.BaseProcess, events: Any
     ) -> None:
-        """Monitor thread: apply the worker's events to the job; switch models when saved."""
+        """Monitor thread: apply the worker's events to the job; switch models when saved.
+
+        The terminal status is published last, so a client that sees it also sees the metrics
+        and `finished_at` of the job.
+        """
+        final = JobStatus.failed
         try:
-            outcome = self._read_events(job, process, events)
-            if outcome is not None:
+            saved_at, job.error = self._read_events(job, process, events)
+            if saved_at is not None:
                 job.status = JobStatus.switching
-                job.fingerprint = self._activate(Path(outcome))
-                job.status = JobStatus.succeeded
+                job.fingerprint = self._activate(Path(saved_at))
+                final = JobStatus.succeeded
         except Exception as exc:
             log.exception("training job %s failed while switching", job.id)
             job.error = f"{type(exc).__name__}: {exc}"
-            job.status = JobStatus.failed
         finally:
             process.join(timeout=5)
             job.finished_at = time.time()
             self._metrics.training_running.set(0)
-            self._metrics.training_jobs.labels(job.status.value).inc()
-            log.info("training job %s %s", job.id, job.status.value)
+            self._metrics.training_jobs.labels(final.value).inc()
+            job.status = final
+            log.info("training job %s %s", job.id, final.value)
 
     def _read_events(
         self, job: TrainingJob, process: multiprocessing.process.BaseProcess, events: Any
-    ) -> str | None:
-        """Return the saved model path, or None (with the job marked failed)."""
+    ) -> tuple[str | None, str | None]:
+        """(saved model path, None) once saved, or (None, why it failed)."""
         while not self._stopping.is_set():
             try:
                 event = events.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 if not process.is_alive():
-                    job.error = f"worker exited with code {process.exitcode} before saving"
-                    job.status = JobStatus.failed
-                    return None
+                    return None, f"worker exited with code {process.exitcode} before saving"
                 continue
             kind = event.pop("event")
             if kind == "started":
@@ -188,14 +191,10 @@ class TrainingManager:
             elif kind == "epoch":
                 job.progress = event
             elif kind == "saved":
-                return str(event["path"])
+                return str(event["path"]), None
             elif kind == "failed":
-                job.error = str(event["error"])
-                job.status = JobStatus.failed
-                return None
-        job.error = "service shut down during training"
-        job.status = JobStatus.failed
-        return None
+                return None, str(event["error"])
+        return None, "service shut down during training"
 
     def shutdown(self) -> None:
         """Stop a running worker (used at service shutdown)."""
