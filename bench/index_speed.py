@@ -441,7 +441,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--bits", type=int, nargs="+", default=[32, 64])
-    parser.add_argument("--queries", type=int, default=60)
+    parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--real-codes", type=Path, help="(n, b/8) uint8 .npy of real codes")
     parser.add_argument("--no-reload", dest="reload", action="store_false")

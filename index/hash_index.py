@@ -140,7 +140,6 @@ class HashIndex:
         codes = as_code_array(codes, index.bits)
         if len(ids) != len(codes):
             raise ValueError(f"got {len(ids)} ids but {len(codes)} codes")
-        _check_ids(ids)
         index._ids = IdTable.from_ids(ids)
         words = codes_to_words(codes)
         index._words = np.ascontiguousarray(words.T)

@@ -114,14 +114,15 @@ class IdTable:
 
     @classmethod
     def from_ids(cls, ids: Sequence[str]) -> IdTable:
-        """Bulk build with rows 0..n-1 in the given order; ValueError on duplicate ids."""
+        """Bulk build with rows 0..n-1 in the given order; ValueError on bad or duplicate ids."""
         table = cls(capacity=len(ids))
         table._slots = np.full(_table_size(len(ids), BULK_LOAD), EMPTY, dtype=np.int32)
-        encoded = [doc_id.encode("utf-8", ENCODING_ERRORS) for doc_id in ids]
-        table._blob = bytearray(b"".join(encoded))
+        blob, lengths = _encode_all(ids)
+        if len(ids) and not lengths.all():
+            raise ValueError("document ids must be non-empty strings")
+        table._blob = bytearray(blob)
         if len(table._blob) > OFFSET_LIMIT:
             table._offsets = table._offsets.astype(np.int64)
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         table._offsets[1 : len(ids) + 1] = np.cumsum(lengths)
         table._rows = table._live = table._used_slots = len(ids)
         hashes = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
@@ -157,21 +158,40 @@ def _table_size(count: int, load: float) -> int:
     return max(16, int(count / load) + 1)
 
 
+def _encode_all(ids: Sequence[str]) -> tuple[bytes, np.ndarray]:
+    """All ids UTF-8 encoded back to back, and each one's byte length; ValueError on non-strings.
+
+    ASCII ids (the common case) are joined and encoded in one call, their lengths read off as
+    character counts; others are encoded one by one.
+    """
+    try:
+        joined = "".join(ids)
+    except TypeError:
+        raise ValueError("document ids must be non-empty strings") from None
+    if joined.isascii():
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        return joined.encode("ascii"), lengths
+    encoded = [doc_id.encode("utf-8", ENCODING_ERRORS) for doc_id in ids]
+    return b"".join(encoded), np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+
+
 def _bulk_place(slots: np.ndarray, hashes: np.ndarray, rows: np.ndarray) -> None:
-    """Vectorised linear-probing insert of `rows` (with their id hashes) into an empty table."""
+    """Vectorised linear-probing insert of `rows` (with their id hashes) into an empty table.
+
+    Each round every pending row bids for its current slot; when several bid for one empty slot,
+    the scatter keeps one of them, and the rest move one slot on.
+    """
     size = len(slots)
     position = hashes % size
     pending = np.arange(len(rows))
     while len(pending):
         targets = position[pending]
         free = slots[targets] == EMPTY
-        candidates = pending[free]
-        _, first = np.unique(targets[free], return_index=True)
-        winners = candidates[first]
-        slots[position[winners]] = rows[winners]
-        placed = np.zeros(len(position), dtype=bool)
-        placed[winners] = True
-        pending = pending[~placed[pending]]
+        bidders = pending[free]
+        slots[targets[free]] = rows[bidders]
+        placed = np.zeros(len(pending), dtype=bool)
+        placed[free] = slots[targets[free]] == rows[bidders]
+        pending = pending[~placed]
         position[pending] = (position[pending] + 1) % size
 
 
