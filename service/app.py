@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,11 +15,18 @@ from service.errors import error_response, install_error_handlers
 from service.metrics import RequestMetricsMiddleware
 from service.routers import buckets, documents, health, metrics, model, search
 from service.routers.health import VERSION
+from service.schemas import ErrorResponse
 from service.settings import Settings
 from service.state import ServiceState, StartupError
 from service.training import TrainingManager
 
 log = logging.getLogger("docbits.service")
+# Documented on every route, so the schema shows the error shape the handlers really send.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "Invalid request"},
+    "4XX": {"model": ErrorResponse, "description": "Client error"},
+    "5XX": {"model": ErrorResponse, "description": "Server error or unavailable"},
+}
 
 
 class BodySizeLimitMiddleware:
@@ -128,6 +136,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         version=VERSION,
         summary="Semantic hashing: documents to short binary codes, codes to hash buckets.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.settings = settings
     app.state.service = state

@@ -351,3 +351,20 @@ class Status(BaseModel):
 
     model_config = _examples({"status": "ok"})
     status: str
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code, a human message, structured details."""
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorResponse(BaseModel):
+    """The one shape of every error answer (4xx and 5xx)."""
+
+    model_config = _examples(
+        {"error": {"code": "not_found", "message": "no document with id 'a1'", "details": {}}}
+    )
+    error: ErrorDetail
