@@ -19,10 +19,12 @@ from safetensors.torch import save as save_safetensors
 from model.autoencoders import SemanticHashingAutoencoder, SparseBatch, build_autoencoder
 from model.errors import ArtifactError
 from model.featurizer import VOCAB_FILE, Featurizer
+from model.graph import sublinear_tfidf
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_FORMAT = "docbits-model/1"
+INPUT_WEIGHTINGS = ("tfidf", "sublinear")
 
 
 def code_statistics(codes: np.ndarray, bits: int) -> dict[str, Any]:
@@ -65,10 +67,15 @@ class Hasher:
         model: SemanticHashingAutoencoder,
         variant: str,
         info: dict[str, Any] | None = None,
+        input_weighting: str = "tfidf",
     ) -> None:
-        """Wrap a trained model; `info` (training details) ends up in config.json."""
+        """Wrap a trained model; `info` (training details) ends up in config.json, and
+        `input_weighting` ("tfidf" or "sublinear") says which TF-IDF the encoder reads."""
         if model.decoder.output.out_features != len(featurizer):
             raise ValueError("model and featurizer disagree on the vocabulary size")
+        if input_weighting not in INPUT_WEIGHTINGS:
+            raise ValueError(f"input_weighting must be one of {INPUT_WEIGHTINGS}")
+        self.input_weighting: str = input_weighting
         self.featurizer = featurizer
         self.model = model.eval()
         self.bits: int = model.bits
@@ -83,6 +90,7 @@ class Hasher:
             "bits": self.bits,
             "variant": variant,
             "vocab_size": len(featurizer),
+            "input_weighting": input_weighting,
             "architecture": architecture_of(model),
             "fingerprint": self.fingerprint,
         }
@@ -95,7 +103,10 @@ class Hasher:
         """Packed codes of documents given as term-count rows of this featurizer's vocabulary."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        tfidf = self.featurizer.tfidf(counts=counts)
+        if self.input_weighting == "sublinear":
+            tfidf = sublinear_tfidf(counts, self.featurizer.idf)
+        else:
+            tfidf = self.featurizer.tfidf(counts=counts)
         parts = [np.zeros((0, self.bits // 8), dtype=np.uint8)]
         with torch.inference_mode():
             for start in range(0, tfidf.shape[0], batch_size):
@@ -127,7 +138,10 @@ class Hasher:
         model = build_model(config, directory / CONFIG_FILE)
         model.load_state_dict(read_weights(directory / WEIGHTS_FILE, config, model))
         info = {key: value for key, value in config.items() if key not in MANAGED_KEYS}
-        return cls(featurizer, model, config["variant"], info)
+        weighting = info.pop("input_weighting", "tfidf")  # absent from artifacts made before it
+        if weighting not in INPUT_WEIGHTINGS:
+            raise ArtifactError(f"{directory / CONFIG_FILE}: unknown input_weighting {weighting!r}")
+        return cls(featurizer, model, config["variant"], info, input_weighting=weighting)
 
 
 MANAGED_KEYS = {"format", "bits", "variant", "vocab_size", "architecture", "fingerprint"}

@@ -38,7 +38,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     hidden_sizes: tuple[int, ...] = (500, 500)
-    noise_std: float = 4.0  # Gaussian noise before the code sigmoid (deterministic variants)
+    noise_std: float = 1.0  # Gaussian noise before the code sigmoid (deterministic variants)
     penalty: float | None = None  # λ of the variant's regulariser; None → VARIANT_PENALTY
     corruption: float = 0.3  # word-dropout probability of `denoising`
     patience: int = 5  # epochs without validation improvement before stopping
@@ -51,6 +51,7 @@ class TrainConfig:
     teacher_weight: float = 1.0  # weight of the teacher's bit-wise cross-entropy term
     graph_k: int = 60  # neighbours per document in the teacher's kNN graph
     device: str = "cpu"  # torch device for training ("cuda" when available)
+    input_weighting: str = "tfidf"  # encoder input: "tfidf" or "sublinear" (1 + ln tf) TF-IDF
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in config.json
 
     def __post_init__(self) -> None:
@@ -67,6 +68,8 @@ class TrainConfig:
             raise ValueError("corruption must be in [0, 1)")
         if self.teacher not in TEACHERS:
             raise ValueError(f"unknown teacher {self.teacher!r}; choose one of {TEACHERS}")
+        if self.input_weighting not in INPUT_WEIGHTINGS:
+            raise ValueError(f"input_weighting must be one of {INPUT_WEIGHTINGS}")
         if self.teacher_weight < 0 or self.graph_k < 1:
             raise ValueError("teacher_weight must be non-negative and graph_k at least 1")
         self.hidden_sizes = tuple(int(size) for size in self.hidden_sizes)
@@ -77,6 +80,7 @@ class TrainConfig:
 
 
 TEACHERS: tuple[str, ...] = ("spectral", "none")
+INPUT_WEIGHTINGS: tuple[str, ...] = ("tfidf", "sublinear")
 
 VARIANT_PENALTY: dict[str, float] = {
     "undercomplete": 0.0,
@@ -270,7 +274,10 @@ def train(
         if len(featurizer) == 0:
             raise ValueError("the corpus has no usable words (all rare, stop words or too common)")
         counts = featurizer.counts(texts)
-        tfidf = featurizer.tfidf(counts=counts)
+        if config.input_weighting == "sublinear":
+            tfidf = sublinear_tfidf(counts, featurizer.idf)
+        else:
+            tfidf = featurizer.tfidf(counts=counts)
         val_rows = split_validation(len(texts), config.val_fraction, rng)
         train_rows = np.setdiff1d(np.arange(len(texts)), val_rows)
         label_sets = None if labels is None else [tuple(doc_labels) for doc_labels in labels]
@@ -374,4 +381,4 @@ def train(
         "training_seconds": time.monotonic() - started,
         "versions": library_versions(),
     }
-    return Hasher(featurizer, model, config.variant, info)
+    return Hasher(featurizer, model, config.variant, info, input_weighting=config.input_weighting)

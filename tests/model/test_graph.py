@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from model import graph
+from model.errors import ArtifactError
 from model.graph import (
     block_rotation,
     fit_spectral_teacher,
@@ -15,6 +19,8 @@ from model.graph import (
     spectral_embedding,
     sublinear_tfidf,
 )
+from model.hasher import Hasher
+from model.metrics import precision_at_k
 
 
 def topic_features(
@@ -145,3 +151,82 @@ def test_long_codes_reuse_a_capped_number_of_eigenvectors(monkeypatch) -> None:
     assert teacher.embedding.shape == (80, 4)
     assert teacher.rotation.shape == (4, 24)
     assert teacher.bits_matrix.shape == (80, 24)
+
+
+def topic_texts(docs_per_topic: int = 30, seed: int = 0) -> tuple[list[str], list[tuple[str]]]:
+    """Texts over four disjoint topic vocabularies plus shared filler words, with labels."""
+    rng = np.random.default_rng(seed)
+    shared = [f"filler{i}" for i in range(20)]
+    texts, labels = [], []
+    for topic in range(4):
+        own = [f"topic{topic}term{i}" for i in range(20)]
+        for _ in range(docs_per_topic):
+            words = list(rng.choice(own, size=15)) + list(rng.choice(shared, size=10))
+            texts.append(" ".join(words))
+            labels.append((f"t{topic}",))
+    return texts, labels
+
+
+QUICK = {"hidden_sizes": (32,), "batch_size": 32, "lr": 5e-3, "epochs": 6, "patience": 6}
+
+
+def test_training_with_the_teacher_adds_its_term_and_saves_the_weighting(tmp_path) -> None:
+    training = importlib.import_module("model.train")
+    texts, labels = topic_texts()
+    config = training.TrainConfig(
+        bits=8, graph_k=10, teacher_weight=2.0, input_weighting="sublinear", **QUICK
+    )
+    hasher = training.train(texts, config, labels=labels, progress=False)
+    assert hasher.config["teacher"] == "spectral"
+    assert all("teacher" in epoch["terms"] for epoch in hasher.config["validation"]["history"])
+    fresh, fresh_labels = topic_texts(docs_per_topic=10, seed=5)
+    precision = precision_at_k(hasher.encode(fresh), hasher.encode(texts), fresh_labels, labels, 20)
+    assert precision["tie_aware"] > 0.6  # chance is 0.25; 8 bits, 3 informative eigenvectors
+    hasher.save(tmp_path)
+    loaded = Hasher.load(tmp_path)
+    assert loaded.input_weighting == "sublinear"
+    np.testing.assert_array_equal(loaded.encode(fresh), hasher.encode(fresh))
+
+
+def test_sublinear_input_changes_the_codes_of_repetitive_documents(tmp_path) -> None:
+    training = importlib.import_module("model.train")
+    texts, labels = topic_texts()
+    hasher = training.train(
+        texts, training.TrainConfig(bits=8, input_weighting="sublinear", **QUICK), labels=labels
+    )
+    hasher.save(tmp_path)
+    config_path = tmp_path / "config.json"
+    config = json.loads(config_path.read_text())
+    config["input_weighting"] = "tfidf"
+    config_path.write_text(json.dumps(config))
+    as_tfidf = Hasher.load(tmp_path)
+    repetitive = [" ".join(["topic0term1"] * 30 + ["topic1term2", "filler3"]) for _ in range(4)]
+    repetitive += [" ".join(["topic2term3"] * 40 + ["topic3term4"] * 2) for _ in range(4)]
+    assert not np.array_equal(
+        as_tfidf.encode(repetitive + texts), hasher.encode(repetitive + texts)
+    )
+    config["input_weighting"] = "cubic"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ArtifactError):
+        Hasher.load(tmp_path)
+
+
+def test_corpora_too_small_for_the_teacher_train_without_it() -> None:
+    training = importlib.import_module("model.train")
+    texts, _ = topic_texts(docs_per_topic=5)
+    hasher = training.train(texts, training.TrainConfig(bits=32, **QUICK), progress=False)
+    assert hasher.config["teacher"] == "none"
+    off = training.train(texts[:20], training.TrainConfig(bits=8, teacher="none", **QUICK))
+    assert off.config["teacher"] == "none"
+
+
+def test_config_rejects_unknown_teacher_weighting_and_bad_graph_settings() -> None:
+    training = importlib.import_module("model.train")
+    for bad in (
+        {"teacher": "oracle"},
+        {"input_weighting": "binary"},
+        {"graph_k": 0},
+        {"teacher_weight": -1.0},
+    ):
+        with pytest.raises(ValueError):
+            training.TrainConfig(**bad)
