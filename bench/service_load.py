@@ -45,6 +45,12 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float]
     errors: int
+    server_cpu_s: float = 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """Server CPU time (all its threads) per completed request."""
+        return 1000 * self.server_cpu_s / max(1, len(self.latencies_ms))
 
     @property
     def throughput(self) -> float:
@@ -59,6 +65,26 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def batch_sizes(base_url: str) -> str:
+    """Mean search requests per query-encode call over the whole run, from /metrics."""
+    metrics = httpx.get(f"{base_url}/metrics", timeout=30).text
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("docbits_query_encode_batch_requests_")
+    }
+    calls = values.get("docbits_query_encode_batch_requests_count", 0.0)
+    total = values.get("docbits_query_encode_batch_requests_sum", 0.0)
+    mean = total / max(calls, 1)
+    return f"{total:.0f} search requests encoded in {calls:.0f} calls ({mean:.1f} per call)"
 
 
 def trained_model(corpus: list[Document], epochs: int, bits: int, into: Path) -> Path:
@@ -109,7 +135,12 @@ def ingest(client: DocbitsClient, corpus: list[Document], batch: int) -> tuple[i
 
 
 async def drive(
-    base_url: str, route: str, params: list[dict[str, str | int]], clients: int, seconds: float
+    base_url: str,
+    route: str,
+    params: list[dict[str, str | int]],
+    clients: int,
+    seconds: float,
+    server_pid: int,
 ) -> LoadResult:
     """`clients` concurrent loops sending requests for `seconds`; warm-up excluded."""
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -135,11 +166,12 @@ async def drive(
 
         warm_until = time.perf_counter() + 1.0
         await asyncio.gather(*(loop(w, warm_until, False) for w in range(clients)))
-        began = time.perf_counter()
+        began, cpu_before = time.perf_counter(), cpu_seconds(server_pid)
         until = began + seconds
         await asyncio.gather(*(loop(w, until, True) for w in range(clients)))
         measured = time.perf_counter() - began
-    return LoadResult(route, clients, measured, latencies, errors)
+        cpu = cpu_seconds(server_pid) - cpu_before
+    return LoadResult(route, clients, measured, latencies, errors, cpu)
 
 
 def report(
@@ -149,6 +181,8 @@ def report(
     buckets: int,
     bits: int,
     command: str,
+    load_before: float,
+    batching: str,
 ) -> str:
     count, seconds = ingested
     ingest_rate = count / seconds
@@ -168,19 +202,28 @@ def report(
         "radius 0, limit 10 (snippets); no-op: `GET /livez` (constant JSON, the framework's "
         "ceiling)",
         "",
-        "| clients | search req/s | search p50 ms | search p99 ms | no-op req/s | no-op p50 ms "
-        "| no-op p99 ms | search / no-op |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"- Load average (1 min) before / after the run: {load_before:.1f} / "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work on the machine competes "
+        "for the same cores; server CPU ms per request is the steadier figure)",
+        "",
+        "| clients | search req/s | search p50 ms | search p99 ms | search server CPU ms/req "
+        "| no-op req/s | no-op p50 ms | no-op p99 ms | no-op server CPU ms/req | search / no-op |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for search, noop in results:
         ratio = search.throughput / noop.throughput
         lines.append(
             f"| {search.clients} | {search.throughput:.0f} | {search.percentile(0.5):.1f} | "
-            f"{search.percentile(0.99):.1f} | {noop.throughput:.0f} | {noop.percentile(0.5):.1f} "
-            f"| {noop.percentile(0.99):.1f} | {ratio:.0%} |"
+            f"{search.percentile(0.99):.1f} | {search.cpu_ms_per_request:.2f} | "
+            f"{noop.throughput:.0f} | {noop.percentile(0.5):.1f} | {noop.percentile(0.99):.1f} | "
+            f"{noop.cpu_ms_per_request:.2f} | {ratio:.0%} |"
         )
     errors = sum(s.errors + n.errors for s, n in results)
-    lines += ["", f"Non-200 answers during the load: {errors}.", ""]
+    lines += [
+        "",
+        f"Non-200 answers during the load: {errors}. Query micro-batching: {batching}.",
+        "",
+    ]
     lines += [
         f"Ingest: {count} documents in batches of 500 in {seconds:.1f} s = "
         f"**{ingest_rate:.0f} documents/s** (one client, each batch encoded, committed to SQLite "
@@ -228,6 +271,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "service.md")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     documents = load_corpus(args.corpus)
     train_split = [d for d in documents if d.split == "train"]
     queries = [{"q": d.text[:2000], "limit": 10} for d in documents if d.split == "test"][:2000]
@@ -245,8 +289,12 @@ def main() -> int:
                 info = client.info()
             results = []
             for clients in args.clients:
-                search = asyncio.run(drive(base_url, "/v1/search", queries, clients, args.seconds))
-                noop = asyncio.run(drive(base_url, "/livez", [{}], clients, args.seconds))
+                search = asyncio.run(
+                    drive(base_url, "/v1/search", queries, clients, args.seconds, server.pid)
+                )
+                noop = asyncio.run(
+                    drive(base_url, "/livez", [{}], clients, args.seconds, server.pid)
+                )
                 print(
                     f"{clients:>3} clients: search {search.throughput:.0f}/s "
                     f"p50 {search.percentile(0.5):.1f} p99 {search.percentile(0.99):.1f} ms; "
@@ -254,6 +302,7 @@ def main() -> int:
                     flush=True,
                 )
                 results.append((search, noop))
+            batching = batch_sizes(base_url)
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -261,7 +310,16 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
     command = "python bench/service_load.py " + " ".join(sys.argv[1:])
-    page = report(results, ingested, info.documents, info.buckets, info.bits or 0, command.strip())
+    page = report(
+        results,
+        ingested,
+        info.documents,
+        info.buckets,
+        info.bits or 0,
+        command.strip(),
+        load_before,
+        batching,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

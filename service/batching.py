@@ -31,8 +31,9 @@ class _Request:
 class EncodeBatcher:
     """Thread-safe front of `encode` functions that merges the texts of concurrent callers."""
 
-    def __init__(self, max_texts: int = 256) -> None:
+    def __init__(self, max_texts: int = 256, on_batch: Callable[[int], None] | None = None) -> None:
         self.max_texts = max_texts
+        self.on_batch = on_batch
         self._lock = threading.Lock()
         self._queue: list[_Request] = []
         self._leader_active = False
@@ -67,6 +68,8 @@ class EncodeBatcher:
                 batch.append(queued)
                 total += len(queued.texts)
             del self._queue[: len(batch)]
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         try:
             codes = first.encode([text for queued in batch for text in queued.texts])
             start = 0

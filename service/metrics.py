@@ -40,6 +40,12 @@ class ServiceMetrics:
             buckets=CANDIDATE_BUCKETS,
             registry=self.registry,
         )
+        self.query_batch = Histogram(
+            "docbits_query_encode_batch_requests",
+            "Search requests whose queries were encoded together in one call.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.training_jobs = Counter(
             "docbits_training_jobs",
             "Training jobs by final status.",

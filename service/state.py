@@ -111,7 +111,7 @@ class ServiceState:
         self.load_error: str | None = None
         self._pending: Hasher | None = None
         self._write_lock = threading.Lock()
-        self._query_batcher = EncodeBatcher()
+        self._query_batcher = EncodeBatcher(on_batch=self.metrics.query_batch.observe)
         self._metadata: dict[str, dict[str, Any]] = {}
 
     # ---- start-up -------------------------------------------------------------------------
