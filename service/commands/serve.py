@@ -16,7 +16,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", dest="model_path", type=Path, help="import a model trained offline")
     p.add_argument("--max-batch-docs", type=int, help="documents per ingest request")
     p.add_argument("--max-request-bytes", type=int, help="raw request body limit")
+    p.add_argument("--max-text-bytes", type=int, help="UTF-8 bytes of one document's text")
     p.add_argument("--radius-cap", type=int, help="largest Hamming radius a search may ask")
+    p.add_argument("--max-limit", type=int, help="largest `limit` a search may ask")
+    p.add_argument(
+        "--api-key", help="write/admin key (prefer DOCBITS_API_KEY: flags show up in `ps`)"
+    )
+    p.add_argument("--read-api-key", help="read key (prefer DOCBITS_READ_API_KEY)")
     p.add_argument("--autotrain-min-docs", type=int, help="train by itself at this many docs")
     p.add_argument("--train-bits", type=int, help="code length of models trained by the service")
     p.add_argument("--train-epochs", type=int, help="epochs of models trained by the service")
