@@ -7,7 +7,7 @@ import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
-from service.cli import COMMANDS
+from service.cli import COMMANDS, build_parser
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,3 +79,17 @@ def test_readme_documents_every_setting_and_command() -> None:
     for command in COMMANDS:
         name = command.__name__.rsplit(".", 1)[-1]
         assert f"docbits {name}" in readme, name
+
+
+def test_readme_lists_every_serve_flag() -> None:
+    readme = read("README.md")
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    flags = [
+        flag
+        for action in commands.choices["serve"]._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag != "--help"
+    ]
+    assert flags
+    missing = [flag for flag in flags if f"`{flag}`" not in readme]
+    assert not missing, f"README's configuration table lacks the serve flags {missing}"
