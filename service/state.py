@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import uuid
@@ -16,7 +17,7 @@ import numpy as np
 from index.codes import code_to_hex
 from index.hash_index import HashIndex
 from index.sqlite_store import SQLiteStore
-from index.store import ACTIVE_MODEL_SETTING, StoredDocument
+from index.store import ACTIVE_MODEL_SETTING, StoredDocument, StoreUnavailableError
 from service.batching import EncodeBatcher
 from service.errors import ApiError
 from service.metrics import ServiceMetrics
@@ -117,9 +118,18 @@ class ServiceState:
     # ---- start-up -------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Open the store and resolve which model to serve; fast, raises StartupError."""
-        self.settings.models_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteStore(self.settings.store_path)
+        """Open the store and resolve which model to serve; fast, raises StartupError.
+
+        A store that cannot be opened (read-only or full disk) is not fatal: the service starts
+        and answers 503 with the reason, so the problem is visible and nothing is touched.
+        """
+        try:
+            self.settings.models_dir.mkdir(parents=True, exist_ok=True)
+            self.store = SQLiteStore(self.settings.store_path)
+        except (StoreUnavailableError, OSError) as exc:
+            self.load_error = self._unopenable_store_reason(exc)
+            log.error("%s", self.load_error)
+            return
         if self.settings.model_path is not None:
             self._pending = self._import_model(self.settings.model_path)
             return
@@ -140,8 +150,20 @@ class ServiceState:
             )
         self._pending = hasher
 
+    def _unopenable_store_reason(self, exc: Exception) -> str:
+        """Why the store cannot be opened, naming an unwritable data folder when that is it."""
+        folder = self.settings.data_dir
+        hint = (
+            f"the data folder {folder} is read-only or not writable; "
+            if folder.is_dir() and not os.access(folder, os.W_OK)
+            else ""
+        )
+        return f"the document store cannot be opened: {hint}{exc}"
+
     def load(self) -> None:
         """Encode what lacks a code under the chosen model, build the index, then mark ready."""
+        if self.store is None and self.load_error is not None:
+            return
         try:
             self._load()
         except Exception as exc:

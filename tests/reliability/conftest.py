@@ -146,8 +146,12 @@ def start_server(
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
     wait: bool = True,
+    log_dir: Path | None = None,
 ) -> Server:
-    """Start `docbits serve` on a free 127.0.0.1 port over `data_dir` (autotrain off)."""
+    """Start `docbits serve` on a free 127.0.0.1 port over `data_dir` (autotrain off).
+
+    The log goes to `log_dir` (default: beside `data_dir`).
+    """
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(data_dir)]
@@ -156,7 +160,7 @@ def start_server(
     if model_dir is not None:
         command += ["--model", str(model_dir)]
     command += args or []
-    log_path = data_dir.parent / f"{data_dir.name}-server-{port}.log"
+    log_path = (log_dir or data_dir.parent) / f"{data_dir.name}-server-{port}.log"
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             command,
