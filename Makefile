@@ -6,7 +6,7 @@ DATA ?= ./data
 # Use the local CPU wheel where this machine has one; otherwise the PyTorch CPU index (never CUDA).
 TORCH_PIP_ARGS ?= $(if $(wildcard /opt/wheels/torch-2.13.0+cpu*),,--index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: install run test test-slow lint format bench-quality bench-index bench-service clean
+.PHONY: install run test test-slow test-reliability lint format bench-quality bench-index bench-service bench-concurrency clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+# Crash, concurrency, hostile-input, fuzz, auth and disk tests, the long (slow) ones included.
+test-reliability: install
+	$(PY) -m pytest -q -s tests/reliability
+
 lint: install
 	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .
 
@@ -39,6 +43,9 @@ bench-index: install
 
 bench-service: install
 	$(PY) bench/service_load.py
+
+bench-concurrency: install
+	$(PY) bench/concurrency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -56,6 +56,16 @@ BAD_WRITES: list[tuple[str, Any, dict[str, Any]]] = [
     ("moderately nested metadata", document_body(metadata=nested(200)), {}),
     ("huge metadata", document_body(metadata={f"k{i}": "v" * 100 for i in range(2000)}), {}),
     ("metadata not an object", document_body(metadata=[1, 2]), {}),
+    (
+        "NaN in metadata",
+        b'{"documents":[{"id":"bad-doc","text":"orbit","metadata":{"x":NaN}}]}',
+        {},
+    ),
+    (
+        "overflowing number in metadata",
+        b'{"documents":[{"id":"bad-doc","text":"a","metadata":{"x":1e999}}]}',
+        {},
+    ),
     ("non-object JSON (list)", [{"id": "bad-doc", "text": "orbit"}], {}),
     ("non-object JSON (string)", "orbit", {}),
     ("non-object JSON (null)", None, {}),
