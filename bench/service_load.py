@@ -87,6 +87,24 @@ def batch_sizes(base_url: str) -> str:
     return f"{total:.0f} search requests encoded in {calls:.0f} calls ({mean:.1f} per call)"
 
 
+def encode_cost_ms(model_dir: Path, texts: list[str]) -> dict[int, float]:
+    """CPU ms per query of the model's `encode` alone, one query per call and 32 per call."""
+    import torch
+
+    from model.hasher import Hasher
+
+    torch.set_num_threads(1)
+    hasher = Hasher.load(model_dir)
+    hasher.encode(texts[:32])
+    costs = {}
+    for per_call in (1, 32):
+        started = time.process_time()
+        for start in range(0, len(texts), per_call):
+            hasher.encode(texts[start : start + per_call])
+        costs[per_call] = 1000 * (time.process_time() - started) / len(texts)
+    return costs
+
+
 def trained_model(corpus: list[Document], epochs: int, bits: int, into: Path) -> Path:
     """Train a model on the train split (when no --model is given) and save it."""
     from model.train import TrainConfig, train
@@ -183,6 +201,7 @@ def report(
     command: str,
     load_before: float,
     batching: str,
+    encode_ms: dict[int, float],
 ) -> str:
     count, seconds = ingested
     ingest_rate = count / seconds
@@ -222,6 +241,10 @@ def report(
     lines += [
         "",
         f"Non-200 answers during the load: {errors}. Query micro-batching: {batching}.",
+        "",
+        "Encoding alone (the model's `encode`, one torch thread, the same queries, measured in the "
+        f"benchmark process after the load): {encode_ms[1]:.2f} ms CPU per query one at a time, "
+        f"{encode_ms[32]:.2f} ms per query in calls of 32.",
         "",
     ]
     lines += [
@@ -309,6 +332,7 @@ def main() -> int:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 server.kill()
+        encode_ms = encode_cost_ms(model, [str(query["q"]) for query in queries[:320]])
     command = "python bench/service_load.py " + " ".join(sys.argv[1:])
     page = report(
         results,
@@ -319,6 +343,7 @@ def main() -> int:
         command.strip(),
         load_before,
         batching,
+        encode_ms,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page + "\n", encoding="utf-8")
