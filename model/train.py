@@ -32,7 +32,7 @@ class TrainConfig:
 
     bits: int = 64
     variant: str = "variational"
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 256
     lr: float = 2e-3
     seed: int = 0
@@ -41,17 +41,17 @@ class TrainConfig:
     noise_std: float = 1.0  # Gaussian noise before the code sigmoid (deterministic variants)
     penalty: float | None = None  # λ of the variant's regulariser; None → VARIANT_PENALTY
     corruption: float = 0.3  # word-dropout probability of `denoising`
-    patience: int = 5  # epochs without validation improvement before stopping
+    patience: int = 3  # epochs without validation improvement before stopping
     max_features: int = 10_000
     min_df: int | None = None  # None → the small-corpus rule of `vocabulary_limits`
     max_df: float | None = None
     threads: int | None = 1  # torch threads while training; 1 is fastest on a busy 2-core box
     deterministic: bool = True  # torch.use_deterministic_algorithms while training
     teacher: str = "spectral"  # target bits the encoder also fits: "spectral" (kNN graph) or "none"
-    teacher_weight: float = 1.0  # weight of the teacher's bit-wise cross-entropy term
+    teacher_weight: float = 5.0  # weight of the teacher's bit-wise cross-entropy term
     graph_k: int = 60  # neighbours per document in the teacher's kNN graph
     device: str = "cpu"  # torch device for training ("cuda" when available)
-    input_weighting: str = "tfidf"  # encoder input: "tfidf" or "sublinear" (1 + ln tf) TF-IDF
+    input_weighting: str = "sublinear"  # encoder input: "sublinear" (1 + ln tf) or plain TF-IDF
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in config.json
 
     def __post_init__(self) -> None:
