@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import shutil
 import threading
@@ -53,6 +54,14 @@ def train_worker(
     store_path: str, models_dir: str, config: dict[str, Any], events: multiprocessing.Queue
 ) -> None:
     """Worker process body: read texts, train, save under `models/<fingerprint>`, report."""
+    service_pid = os.getppid()
+
+    def report_epoch(info: dict[str, Any]) -> None:
+        """Forward progress; stop training once the service died (nobody would switch to it)."""
+        if os.getppid() != service_pid:
+            raise SystemExit(f"the service process {service_pid} is gone; stopping training")
+        events.put({"event": "epoch", **info})
+
     try:
         from index.sqlite_store import SQLiteStore
         from model.train import TrainConfig, train
@@ -60,12 +69,7 @@ def train_worker(
         store = SQLiteStore(Path(store_path))
         texts = [doc.text for batch in store.iter_documents(1000) for doc in batch]
         events.put({"event": "started", "documents": len(texts)})
-        hasher = train(
-            texts,
-            TrainConfig(**config),
-            progress=False,
-            on_epoch=lambda info: events.put({"event": "epoch", **info}),
-        )
+        hasher = train(texts, TrainConfig(**config), progress=False, on_epoch=report_epoch)
         scratch = Path(models_dir) / f"tmp-{uuid.uuid4().hex}"
         hasher.save(scratch)
         target = Path(models_dir) / hasher.fingerprint

@@ -116,6 +116,16 @@ class Server:
                 self.process.wait(timeout=30)
         self._kill_group()
 
+    def group_members(self) -> list[int]:
+        """Live (non-zombie) processes of this server's process group: it and its workers."""
+        members = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with suppress(OSError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if fields[0] != "Z" and int(fields[2]) == self.process.pid:
+                    members.append(int(stat.parent.name))
+        return members
+
     def _kill_group(self) -> None:
         """SIGKILL this server's process group (it runs in its own session)."""
         with suppress(ProcessLookupError, PermissionError):

@@ -234,17 +234,29 @@ def test_sigkill_during_training_comes_back_consistent(tmp_path: Path) -> None:
             assert job.status_code == 202, job.text
             job_id = job.json()["id"]
             deadline = time.monotonic() + 120
-            while client.get(f"/v1/model/jobs/{job_id}").json()["status"] != "training":
-                assert time.monotonic() < deadline, "training never started"
-                time.sleep(0.1)
-        time.sleep(0.5)
+            while not client.get(f"/v1/model/jobs/{job_id}").json()["progress"]:
+                assert time.monotonic() < deadline, "training never reached its first epoch"
+                time.sleep(0.05)
+        server.process.kill()
+        server.process.wait(timeout=30)
+        orphans = wait_for_group_to_exit(server, timeout_s=60)
         server.kill()
+        assert orphans == [], "the training worker outlived the killed service"
+        assert list((data_dir / "models").iterdir()) == [], "an orphaned worker saved a model"
     with serving(data_dir) as server:
         assert assert_consistent_model_and_index(server, docs) is None
         with server.client() as client:
             assert client.get("/v1/search", params={"q": "orbit"}).json()["error"]["code"] == (
                 "no_model"
             )
+
+
+def wait_for_group_to_exit(server: Server, timeout_s: float) -> list[int]:
+    """Wait until no process of the server's group is left; returns those still alive."""
+    deadline = time.monotonic() + timeout_s
+    while (members := server.group_members()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return members
 
 
 def run_switch_kills(tmp_path: Path, tiny_model: Path, rounds: int, seed: int) -> tuple[int, int]:
