@@ -6,6 +6,7 @@ may be half-applied, SQLite's integrity check must pass, and the model and index
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -259,41 +260,60 @@ def wait_for_group_to_exit(server: Server, timeout_s: float) -> list[int]:
     return members
 
 
+def weights_fingerprint(model_dir: Path) -> str:
+    """The model fingerprint: sha256 of its safetensors weights file."""
+    return hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
+
+
 def run_switch_kills(tmp_path: Path, tiny_model: Path, rounds: int, seed: int) -> tuple[int, int]:
-    """Kill `rounds` start-ups that re-encode onto a second model; returns (old, new) outcomes."""
+    """Kill start-ups that re-encode every document onto the other of two models.
+
+    Even rounds die at a random moment while encoding, odd ones within 0.1 s of the
+    "switching to model" log line (just before or after the switch commits). Each restart must
+    serve exactly one model with every code from it. Returns (rounds kept, rounds switched).
+    """
     rng = random.Random(seed)
     docs = topical_documents(2000, seed=9)
     texts = [doc["text"] for doc in docs[:300]]
-    second_model = train_tiny_model(tmp_path / "second-model", texts, seed=4)
+    models = [tiny_model, train_tiny_model(tmp_path / "second-model", texts, seed=4)]
+    fingerprints = [weights_fingerprint(model) for model in models]
     data_dir = tmp_path / "data"
-    with serving(data_dir, model_dir=tiny_model) as server:
+    with serving(data_dir, model_dir=models[0]) as server:
         ingest_all(server, docs)
-    outcomes = {"old": 0, "new": 0}
-    first = None
-    for _ in range(rounds):
-        server = start_server(data_dir, model_dir=second_model, wait=False)
+    active = fingerprints[0]
+    kept = switched = 0
+    for round_number in range(rounds):
+        target = 1 - fingerprints.index(active)
+        server = start_server(data_dir, model_dir=models[target], wait=False)
         try:
             wait_for_log(server, "Application startup complete")
-            time.sleep(rng.uniform(0.0, 2.0))
+            if round_number % 2:
+                wait_for_log(server, "switching to model")
+                time.sleep(rng.uniform(0.0, 0.1))
+            else:
+                time.sleep(rng.uniform(0.0, 1.0))
         finally:
             server.kill()
         with serving(data_dir) as restarted:
             fingerprint = assert_consistent_model_and_index(restarted, docs)
-            assert fingerprint is not None
-            first = first or fingerprint
-            outcomes["old" if fingerprint == first else "new"] += 1
-    return outcomes["old"], outcomes["new"]
+        assert fingerprint in fingerprints
+        if fingerprint == fingerprints[target]:
+            switched += 1
+        else:
+            kept += 1
+        active = fingerprint
+    return kept, switched
 
 
 def test_sigkill_during_model_switch_keeps_one_consistent_model(
     tmp_path: Path, tiny_model: Path
 ) -> None:
-    old, new = run_switch_kills(tmp_path, tiny_model, rounds=1, seed=3)
-    assert old + new == 1
+    kept, switched = run_switch_kills(tmp_path, tiny_model, rounds=2, seed=3)
+    assert kept + switched == 2
 
 
 @pytest.mark.slow
 def test_sigkill_during_model_switch_many_rounds(tmp_path: Path, tiny_model: Path) -> None:
-    old, new = run_switch_kills(tmp_path, tiny_model, rounds=6, seed=4)
-    print(f"\nswitch kill rounds: 6, came back on the old model: {old}, on the new: {new}")
-    assert old + new == 6
+    kept, switched = run_switch_kills(tmp_path, tiny_model, rounds=8, seed=4)
+    print(f"\nswitch kill rounds: 8, came back on the old model: {kept}, on the new: {switched}")
+    assert kept + switched == 8
