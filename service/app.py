@@ -111,9 +111,20 @@ def build_state(settings: Settings) -> ServiceState:
     return state
 
 
+def configure_logging(level: str) -> None:
+    """Send docbits' own log lines to stderr at `level`, under any entry point (CLI or uvicorn)."""
+    logger = logging.getLogger("docbits")
+    logger.setLevel(level.upper())
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
     """Build the app; the store opens at start-up and the index loads in a background thread."""
     settings = settings or Settings()
+    configure_logging(settings.log_level)
     state = state or build_state(settings)
 
     @asynccontextmanager
@@ -141,7 +152,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.state.settings = settings
     app.state.service = state
     install_error_handlers(app)
-    for router in (documents, search, buckets, model, health, metrics):
+    for router in (search, documents, buckets, model, health, metrics):  # /similar before /{id}
         app.include_router(router.router)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)

@@ -14,7 +14,7 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 class Settings(BaseSettings):
     """Everything the service reads at start-up; each field is also `DOCBITS_<NAME>`."""
 
-    model_config = SettingsConfigDict(env_prefix="DOCBITS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DOCBITS_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(Path("./data"), description="SQLite store and models live here.")
     host: str = "127.0.0.1"

@@ -83,7 +83,7 @@ def ingest(
 
 
 @router.get(
-    "/{doc_id}",
+    "/{doc_id:path}",
     response_model=DocumentOut,
     dependencies=[Depends(require_read)],
     summary="Read one document",
@@ -105,7 +105,7 @@ def get_document(request: Request, doc_id: str) -> DocumentOut:
 
 
 @router.delete(
-    "/{doc_id}",
+    "/{doc_id:path}",
     response_model=DeleteResponse,
     dependencies=[Depends(require_write)],
     summary="Delete one document",

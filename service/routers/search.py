@@ -115,7 +115,7 @@ def search_body(request: Request, body: SearchRequest) -> SearchResponse | Batch
 
 
 @router.get(
-    "/documents/{doc_id}/similar",
+    "/documents/{doc_id:path}/similar",
     response_model=SearchResponse,
     summary="Documents similar to a stored one",
 )

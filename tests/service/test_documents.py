@@ -132,3 +132,15 @@ def test_unknown_document_is_404_in_the_error_shape(client: TestClient) -> None:
             "details": {"id": "nope"},
         }
     }
+
+
+def test_ids_with_slashes_reach_every_per_document_route(client: TestClient) -> None:
+    doc_id = "train/sci.space/61228"
+    ingest(client, [{"id": doc_id, "text": "orbit shuttle launch rocket nasa moon"}])
+    quoted = "train%2Fsci.space%2F61228"
+    for path in (f"/v1/documents/{doc_id}", f"/v1/documents/{quoted}"):
+        assert client.get(path).json()["id"] == doc_id
+    similar = client.get(f"/v1/documents/{quoted}/similar", params={"nearest": True})
+    assert similar.status_code == 200, similar.text
+    assert client.delete(f"/v1/documents/{quoted}").json()["deleted"] == [doc_id]
+    assert client.get(f"/v1/documents/{doc_id}").status_code == 404

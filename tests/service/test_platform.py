@@ -202,3 +202,11 @@ def test_no_key_beyond_loopback_refuses_unless_allowed(tmp_path: Path) -> None:
     with TestClient(create_app(allowed)) as client:
         wait_ready(client)
         assert client.get("/livez").status_code == 200
+
+
+def test_an_empty_key_in_the_environment_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCBITS_API_KEY", "")
+    monkeypatch.setenv("DOCBITS_READ_API_KEY", "")
+    settings = Settings()
+    assert settings.api_key is None
+    assert settings.read_api_key is None
