@@ -4,10 +4,11 @@ The teacher turns a corpus into target bits in four steps: sublinear TF-IDF rows
 times idf, unit length), a symmetric k-nearest-neighbour cosine graph built a block of rows at a
 time (never an n × n dense matrix), the top eigenvectors of its normalised adjacency
 D^-½ W D^-½ (the trivial first one skipped), and an ITQ rotation of that embedding so that
-taking signs loses as little as possible. Codes longer than `MAX_TEACHER_DIMS` bits reuse that
-many eigenvectors under extra random rotations (later eigenvectors are mostly noise, while more
-projections of the same embedding sharpen the Hamming ranking). A trained encoder then learns to
-predict these bits from the text, which is what extends them to documents outside the graph.
+taking signs loses as little as possible. The embedding always has `MAX_TEACHER_DIMS`
+dimensions: shorter codes keep its best-quantised directions, longer ones add random rotations of
+it (later eigenvectors are mostly noise, while more projections of the same embedding sharpen the
+Hamming ranking). A trained encoder then learns to predict these bits from the text, which is
+what extends them to documents outside the graph.
 """
 
 from __future__ import annotations
@@ -91,23 +92,28 @@ def spectral_embedding(graph: sp.csr_matrix, dims: int, seed: int = 0) -> np.nda
 
 
 def itq_rotation(
-    embedding: np.ndarray, iterations: int = ITQ_ITERATIONS, seed: int = 0
+    embedding: np.ndarray, bits: int | None = None, iterations: int = ITQ_ITERATIONS, seed: int = 0
 ) -> np.ndarray:
-    """Orthogonal R minimising ‖sign(V R) − V R‖ (Gong & Lazebnik's ITQ) for centred rows V."""
+    """(dims, bits) projection with orthonormal columns minimising ‖sign(V R) − V R‖ for centred
+    rows V (Gong & Lazebnik's ITQ; bits < dims keeps the best-quantised `bits` directions)."""
     dims = embedding.shape[1]
+    bits = dims if bits is None else bits
+    if not 1 <= bits <= dims:
+        raise ValueError(f"bits must be in 1..{dims}, got {bits}")
     rng = np.random.default_rng(seed)
-    rotation, _ = np.linalg.qr(rng.standard_normal((dims, dims)))
+    rotation = np.linalg.qr(rng.standard_normal((dims, dims)))[0][:, :bits]
     for _ in range(iterations):
         signs = np.where(embedding @ rotation >= 0, 1.0, -1.0)
-        left, _, right = np.linalg.svd(embedding.T @ signs)
+        left, _, right = np.linalg.svd(embedding.T @ signs, full_matrices=False)
         rotation = left @ right
     return rotation
 
 
 def block_rotation(embedding: np.ndarray, bits: int, seed: int = 0) -> np.ndarray:
-    """(dims, bits) projection: the ITQ rotation, then random orthogonal blocks until `bits`."""
+    """(dims, bits) projection: ITQ on min(bits, dims) directions, then random orthogonal blocks
+    until `bits` columns."""
     dims = embedding.shape[1]
-    blocks = [itq_rotation(embedding, seed=seed)]
+    blocks = [itq_rotation(embedding, min(bits, dims), seed=seed)]
     rng = np.random.default_rng(seed + 1)
     while dims * len(blocks) < bits:
         blocks.append(np.linalg.qr(rng.standard_normal((dims, dims)))[0])
@@ -118,7 +124,7 @@ def block_rotation(embedding: np.ndarray, bits: int, seed: int = 0) -> np.ndarra
 class SpectralTeacher:
     """Target bits of the graph's documents, and the projection that produced them."""
 
-    embedding: np.ndarray  # (n, dims) √n-scaled eigenvector coordinates, dims ≤ bits
+    embedding: np.ndarray  # (n, dims) √n-scaled eigenvector coordinates
     mean: np.ndarray  # (dims,) mean subtracted before projecting
     rotation: np.ndarray  # (dims, bits) ITQ rotation plus random rotation blocks
     bits_matrix: np.ndarray  # (n, bits) bool teacher codes: sign of embedding @ rotation
@@ -131,9 +137,12 @@ class SpectralTeacher:
 def fit_spectral_teacher(
     features: sp.csr_matrix, bits: int, k: int = 60, seed: int = 0
 ) -> SpectralTeacher:
-    """kNN graph of unit-length `features`, spectral embedding of min(bits, MAX_TEACHER_DIMS)
-    dims, ITQ (plus random rotation blocks for longer codes), signs."""
-    dims = min(bits, MAX_TEACHER_DIMS)
+    """kNN graph of unit-length `features`, spectral embedding of MAX_TEACHER_DIMS dims (fewer on
+    tiny corpora), ITQ projection to `bits` (plus random rotation blocks for longer codes), signs.
+
+    Short codes also start from the 32-dim embedding: ITQ down to 16 bits beat 16 eigenvectors
+    (P@100 0.488 vs 0.424 on 20 Newsgroups)."""
+    dims = min(MAX_TEACHER_DIMS, features.shape[0] - 2)
     graph = knn_graph(features, k)
     raw = spectral_embedding(graph, dims, seed) * np.sqrt(features.shape[0])
     mean = raw.mean(axis=0)

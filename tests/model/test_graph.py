@@ -230,3 +230,12 @@ def test_config_rejects_unknown_teacher_weighting_and_bad_graph_settings() -> No
     ):
         with pytest.raises(ValueError):
             training.TrainConfig(**bad)
+
+
+def test_itq_to_fewer_bits_keeps_orthonormal_columns() -> None:
+    embedding = np.random.default_rng(5).standard_normal((300, 8)) * np.linspace(2.0, 0.5, 8)
+    projection = itq_rotation(embedding, bits=3)
+    assert projection.shape == (8, 3)
+    np.testing.assert_allclose(projection.T @ projection, np.eye(3), atol=1e-8)
+    with pytest.raises(ValueError):
+        itq_rotation(embedding, bits=9)
