@@ -83,7 +83,13 @@ class DocumentIn(BaseModel):
     def _metadata_is_small(cls, value: dict[str, Any]) -> dict[str, Any]:
         if _json_depth(value) > MAX_METADATA_DEPTH:
             raise ValueError(f"is nested deeper than {MAX_METADATA_DEPTH} levels")
-        size = len(json.dumps(value, ensure_ascii=False).encode(errors="surrogatepass"))
+        try:
+            as_json = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            raise ValueError(
+                "must be valid JSON: NaN and infinite numbers are not allowed"
+            ) from None
+        size = len(as_json.encode(errors="surrogatepass"))
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"has {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
         return value

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from index.sqlite_store import SQLiteStore
+from index.store import ACTIVE_MODEL_SETTING
 from tests.reliability.conftest import (
     Server,
     serving,
@@ -27,6 +28,7 @@ from tests.reliability.conftest import (
 )
 
 BATCH_SIZE = 5
+TINY_BITS = 16
 FAST_KILL_ROUNDS = 3
 SLOW_KILL_ROUNDS = 20
 
@@ -89,7 +91,11 @@ def check_store_file(data_dir: Path, ledger: Ledger) -> None:
     """With the server dead: integrity check, acknowledged docs intact, no half batch."""
     store = SQLiteStore(data_dir / "docbits.sqlite3")
     try:
-        assert store.storage_errors() == []
+        fingerprint = store.get_setting(ACTIVE_MODEL_SETTING)
+        assert fingerprint is not None
+        report = store.integrity_check(store.load_index(fingerprint, TINY_BITS), fingerprint)
+        assert report.ok, report
+        assert store.ids_without_code(fingerprint) == []
         acknowledged = ledger.acknowledged
         found = store.get_many(list(acknowledged))
         assert sorted(found) == sorted(acknowledged), "acknowledged documents lost"
