@@ -29,7 +29,7 @@ from tests.reliability.conftest import (
 
 BATCH_SIZE = 5
 TINY_BITS = 16
-FAST_KILL_ROUNDS = 3
+FAST_KILL_ROUNDS = 5
 SLOW_KILL_ROUNDS = 20
 
 
