@@ -48,7 +48,7 @@ class TrainConfig:
     threads: int | None = 1  # torch threads while training; 1 is fastest on a busy 2-core box
     deterministic: bool = True  # torch.use_deterministic_algorithms while training
     teacher: str = "spectral"  # target bits the encoder also fits: "spectral" (kNN graph) or "none"
-    teacher_weight: float = 5.0  # weight of the teacher's bit-wise cross-entropy term
+    teacher_weight: float = 10.0  # weight of the teacher's bit-wise cross-entropy term
     graph_k: int = 60  # neighbours per document in the teacher's kNN graph
     device: str = "cpu"  # torch device for training ("cuda" when available)
     input_weighting: str = "sublinear"  # encoder input: "sublinear" (1 + ln tf) or plain TF-IDF
