@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -90,8 +91,11 @@ class RequestMetricsMiddleware:
             self.metrics.requests.labels(route, method, str(status)).inc()
 
 
+CONVERTOR = re.compile(r"\{(\w+):\w+\}")  # `{doc_id:path}` is labelled `{doc_id}`, as in OpenAPI
+
+
 def _route_template(scope: dict[str, Any]) -> str:
     """`/v1/documents/{doc_id}` rather than the id itself, to keep label cardinality bounded."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    return CONVERTOR.sub(r"{\1}", path) if isinstance(path, str) else "unmatched"
