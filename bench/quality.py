@@ -345,6 +345,10 @@ def write_page(
         "",
         "![Hamming-ball precision against radius](quality_precision_vs_radius.png)",
         "",
+        "## Targets",
+        "",
+        target_verdicts(rows),
+        "",
         "## Model rows",
         "",
         model_status(args, model_rows),
@@ -358,6 +362,44 @@ def write_page(
             format_table(protocol_rows, markdown=True),
         ]
     args.out.write_text("\n".join(sections) + "\n", "utf-8")
+
+
+def target_verdicts(rows: list[dict]) -> str:
+    """Best model per length against the targets: SNUH on clean, 1.15 x TF-IDF cosine on raw."""
+    snuh = dict(zip(BITS, PUBLISHED["SNUH (ACL 2021, published)"], strict=True))
+    cosine = {
+        r["protocol"]: r["precision_at_100"]["tie_aware"]
+        for r in rows
+        if r["method"] == "tfidf-cosine"
+    }
+    lines = [
+        "| protocol | bits | best model | P@100 | must exceed | verdict |",
+        "| --- | ---: | --- | ---: | ---: | --- |",
+    ]
+    for protocol in ("clean", "raw"):
+        for bits in BITS:
+            if protocol == "clean":
+                bar = snuh[bits]
+            elif bits >= 32 and protocol in cosine:
+                bar = 1.15 * cosine[protocol]
+            else:
+                continue
+            models = [
+                r
+                for r in rows
+                if r["protocol"] == protocol
+                and r.get("bits") == bits
+                and r["method"].startswith("model:")
+            ]
+            if not models:
+                continue
+            best = max(models, key=lambda r: r["precision_at_100"]["tie_aware"])
+            value = best["precision_at_100"]["tie_aware"]
+            verdict = "met" if value > bar else f"missed by {bar - value:.4f}"
+            lines.append(
+                f"| {protocol} | {bits} | {best['method']} | {value:.4f} | {bar:.4f} | {verdict} |"
+            )
+    return "\n".join(lines)
 
 
 def model_status(args: argparse.Namespace, model_rows: list[dict]) -> str:
