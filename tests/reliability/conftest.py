@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -18,46 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.synthetic import topical_documents as synthetic_corpus
+
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 90.0
-TOPIC_WORDS = {
-    "space": "orbit shuttle launch rocket nasa moon mars satellite payload astronaut",
-    "graphics": "render pixel shader texture polygon bitmap image vertex gpu raster",
-    "hockey": "goal puck rink goalie playoff skate stick penalty season league",
-    "medicine": "patient doctor disease symptom dose clinic vaccine therapy virus nurse",
-}
-FILLER_WORDS = [
-    "the",
-    "of",
-    "and",
-    "a",
-    "to",
-    "in",
-    "is",
-    "it",
-    "that",
-    "for",
-    "on",
-    "with",
-    "as",
-    "was",
-    "this",
-]
 
 
 def topical_documents(count: int, seed: int = 11, prefix: str = "doc") -> list[dict[str, Any]]:
     """`count` synthetic documents cycling through four topics (ids `prefix-<n>`)."""
-    rng = random.Random(seed)
-    topics = sorted(TOPIC_WORDS)
-    docs = []
-    for number in range(count):
-        topic = topics[number % len(topics)]
-        words = TOPIC_WORDS[topic].split()
-        text = " ".join(
-            rng.choice(words) if rng.random() < 0.7 else rng.choice(FILLER_WORDS) for _ in range(30)
-        )
-        docs.append({"id": f"{prefix}-{number}", "text": text, "metadata": {"topic": topic}})
-    return docs
+    return synthetic_corpus(count, seed=seed, prefix=prefix, length=30)
 
 
 def free_port() -> int:

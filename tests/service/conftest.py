@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,45 +12,12 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-
-TOPICS = {
-    "space": "orbit shuttle launch rocket nasa moon mars satellite payload astronaut",
-    "graphics": "render pixel shader texture polygon bitmap image vertex gpu raster",
-    "hockey": "goal puck rink goalie playoff skate stick penalty season league",
-    "medicine": "patient doctor disease symptom dose clinic vaccine therapy virus nurse",
-}
-COMMON = [
-    "the",
-    "of",
-    "and",
-    "a",
-    "to",
-    "in",
-    "is",
-    "it",
-    "that",
-    "for",
-    "on",
-    "with",
-    "as",
-    "was",
-    "this",
-]
+from tests.synthetic import topical_documents
 
 
 def synthetic_documents(count: int, seed: int = 7) -> list[dict[str, Any]]:
     """`count` documents cycling through four topics, each mostly words of its own topic."""
-    rng = random.Random(seed)
-    names = sorted(TOPICS)
-    docs = []
-    for number in range(count):
-        topic = names[number % len(names)]
-        words = TOPICS[topic].split()
-        text = " ".join(
-            rng.choice(words) if rng.random() < 0.7 else rng.choice(COMMON) for _ in range(40)
-        )
-        docs.append({"id": f"{topic}-{number}", "text": text, "metadata": {"topic": topic}})
-    return docs
+    return topical_documents(count, seed=seed)
 
 
 @pytest.fixture(scope="session")
