@@ -31,6 +31,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=None, help="share held out for validation")
     p.add_argument("--threads", type=int, default=None, help="torch threads while training")
     p.add_argument(
+        "--teacher", choices=("spectral", "none"), default=None, help="kNN-graph teacher or none"
+    )
+    p.add_argument("--teacher-weight", type=float, default=None, help="weight of the teacher term")
+    p.add_argument("--graph-k", type=int, default=None, help="neighbours per document (teacher)")
+    p.add_argument(
+        "--input-weighting",
+        choices=("sublinear", "tfidf"),
+        default=None,
+        help="encoder input: sublinear (1 + ln tf) TF-IDF or plain TF-IDF",
+    )
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    p.add_argument(
         "--protocol",
         choices=("clean", "raw"),
         default="clean",
@@ -59,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "val_fraction": args.val_fraction,
         "threads": args.threads,
+        "teacher": args.teacher,
+        "teacher_weight": args.teacher_weight,
+        "graph_k": args.graph_k,
+        "input_weighting": args.input_weighting,
+        "device": args.device,
     }
     try:
         config = TrainConfig(

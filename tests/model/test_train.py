@@ -178,7 +178,7 @@ def test_docbits_train_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "model"
     command = [sys.executable, "-m", "service.cli", "train", "--corpus", str(corpus)]
     command += ["--out", str(out), "--bits", "16", "--epochs", "2", "--variant", "sparse"]
-    command += ["--seed", "1", "--batch-size", "32"]
+    command += ["--seed", "1", "--batch-size", "32", "--teacher-weight", "3", "--graph-k", "5"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -188,6 +188,7 @@ def test_docbits_train_end_to_end(tmp_path: Path) -> None:
     assert hasher.fingerprint == summary["fingerprint"]
     assert "unseenzebra" not in hasher.featurizer.vocabulary  # the test split stayed unseen
     assert hasher.config["train"]["seed"] == 1 and hasher.config["corpus"]["protocol"] == "clean"
+    assert hasher.config["train"]["teacher_weight"] == 3 and hasher.config["train"]["graph_k"] == 5
     assert hasher.encode(texts[:4]).shape == (4, 2)
 
 
