@@ -1,10 +1,12 @@
 """An immutable table of (bucket key, row) pairs sorted by key, with a directory over top key bits.
 
-A key's top `d` bits pick its directory cell; the table stores only the next 32 bits (its "tag")
-and the row, 8 bytes per entry. A probe's candidates are the rows in its cell with an equal tag.
-Keys are spread codes (multiplied by an odd constant), so cells stay evenly filled even when codes
-are skewed. Cell plus tag cover all 64 key bits only when the key's low 32 bits are zero (codes of
-at most 32 bits); otherwise callers confirm candidates against the stored codes.
+A key's top `d` bits pick its directory cell; the table stores only the top 32 bits (its "tag",
+which includes the cell bits) and the row, 8 bytes per entry. A probe's candidates are the rows in
+its cell with an equal tag.
+Keys are spread codes (a random GF(2)-linear bijection of each word), so cells stay evenly filled
+even when codes are skewed, and a probe's cell and tag are the query's XOR its mask's. The tag
+covers all 64 key bits only when the key's low 32 bits are zero (codes of at most 32 bits);
+otherwise callers confirm candidates against the stored codes.
 """
 
 from __future__ import annotations
@@ -16,30 +18,58 @@ import numpy as np
 LONG_CELL = 32
 # Up to this many probes, lookup compares a fixed-width window of every probed cell.
 WINDOW_PROBES = 4096
-# Odd multipliers: multiplying by one is a bijection of uint64 that moves every bit of the code
-# into the top bits, which index the directory.
-_SPREAD = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
-_SPREAD_INTS = tuple(int(value) for value in _SPREAD)
-_WORD_MASK = (1 << 64) - 1
+_WORD_BITS = 64
+_BYTES_PER_WORD = 8
+_KEY_SEED = 0x5EED_B175
+
+
+def _spread_tables(seed: int) -> np.ndarray:
+    """Byte tables of a random GF(2)-linear bijection of uint64, shape (8, 256).
+
+    Output bit i (0 = most significant) is input bit i XOR a random subset of the less significant
+    input bits: unit-triangular, hence invertible, and a code whose low 32 bits are zero keeps them
+    zero. Every input bit reaches the top (directory) bits, so skewed codes still fill cells evenly.
+    """
+    rng = np.random.default_rng(seed)
+    below = np.triu(rng.integers(0, 2, size=(_WORD_BITS, _WORD_BITS), dtype=np.uint64), k=1)
+    matrix = below | np.eye(_WORD_BITS, dtype=np.uint64)  # matrix[i, j]: input j feeds output i
+    weights = np.uint64(1) << np.arange(_WORD_BITS - 1, -1, -1, dtype=np.uint64)
+    columns = np.bitwise_or.reduce(matrix * weights[:, None], axis=0)  # image of input bit j
+    tables = np.zeros((_BYTES_PER_WORD, 256), dtype=np.uint64)
+    values = np.arange(256, dtype=np.uint64)
+    for byte in range(_BYTES_PER_WORD):
+        for bit in range(8):
+            has_bit = (values >> np.uint64(7 - bit)) & np.uint64(1)
+            tables[byte] ^= has_bit * columns[8 * byte + bit]
+    return tables
+
+
+# One linear map per code word: the key of a code is the XOR of its words' images, so
+# key(a XOR b) = key(a) XOR key(b) and a probe's key is the query's key XOR its mask's key.
+_TABLES = (_spread_tables(_KEY_SEED), _spread_tables(_KEY_SEED + 1))
+_TABLE_INTS = tuple(table.tolist() for table in _TABLES)
+_BYTE_SHIFTS = tuple(np.uint64(_WORD_BITS - 8 * (byte + 1)) for byte in range(_BYTES_PER_WORD))
 
 
 def bucket_keys(words: np.ndarray) -> np.ndarray:
     """One uint64 key per code from its (n, W) words; equal codes give equal keys.
 
-    With one word the key is a bijection of the code (equal keys ⇔ equal codes); with two it is a
-    hash, so callers compare the words of candidates.
+    The key is GF(2)-linear in the code. With one word it is a bijection of the code (equal keys ⇔
+    equal codes); with two it is a hash, so callers compare the words of candidates.
     """
-    keys = words[:, 0] * _SPREAD[0]
-    if words.shape[1] > 1:
-        keys ^= words[:, 1] * _SPREAD[1]
+    keys = np.zeros(len(words), dtype=np.uint64)
+    for w in range(min(words.shape[1], len(_TABLES))):
+        for byte, shift in enumerate(_BYTE_SHIFTS):
+            keys ^= _TABLES[w][byte][(words[:, w] >> shift) & np.uint64(0xFF)]
     return keys
 
 
 def bucket_key(words: Sequence[int]) -> int:
     """`bucket_keys` of one code given as Python ints, without numpy call overhead."""
-    key = (words[0] * _SPREAD_INTS[0]) & _WORD_MASK
-    if len(words) > 1:
-        key ^= (words[1] * _SPREAD_INTS[1]) & _WORD_MASK
+    key = 0
+    for word, tables in zip(words, _TABLE_INTS, strict=False):
+        for byte in range(_BYTES_PER_WORD):
+            key ^= tables[byte][(word >> (_WORD_BITS - 8 * (byte + 1))) & 0xFF]
     return key
 
 
@@ -52,7 +82,7 @@ class BucketTable:
         self._size = len(order)
         directory_bits = min(32, max(1, self._size.bit_length() - 1))
         self._shift = np.uint64(64 - directory_bits)
-        self._tag_shift = np.uint64(32 - directory_bits)
+        self._tag_shift = np.uint64(32)
         sorted_keys = keys[order]
         # Padded by LONG_CELL entries so a window of that width never reads past the end.
         self.tags = np.zeros(self._size + LONG_CELL, dtype=np.uint32)
@@ -63,10 +93,20 @@ class BucketTable:
         counts = np.bincount(cells, minlength=1 << directory_bits)
         self._directory = np.zeros((1 << directory_bits) + 1, dtype=np.int32)
         np.cumsum(counts, out=self._directory[1:])
+        # (cell, 2) view of (start, stop) per cell: one gather reads both bounds.
+        self._bounds = np.lib.stride_tricks.as_strided(
+            self._directory,
+            shape=(1 << directory_bits, 2),
+            strides=(self._directory.itemsize, self._directory.itemsize),
+            writeable=False,
+        )
+        self._max_cell = int(counts.max()) if self._size else 0
+        self._window = np.arange(self._max_cell, dtype=np.int32)
+        self._mask_parts: dict[object, tuple[np.ndarray, np.ndarray]] = {}
 
     def _tags_of(self, keys: np.ndarray) -> np.ndarray:
-        """The 32 key bits just below the directory bits."""
-        return ((keys >> self._tag_shift) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        """The top 32 key bits (they include the directory bits, so equal tags imply one cell)."""
+        return (keys >> self._tag_shift).astype(np.uint32)
 
     @classmethod
     def empty(cls) -> BucketTable:
@@ -123,6 +163,30 @@ class BucketTable:
         match = (self.tags[positions] == probe_tags[:, None]) & (offsets < lengths[:, None])
         probe_index, column = np.nonzero(match)
         return probe_index, self.rows[positions[probe_index, column]]
+
+    def lookup_xor(
+        self, query_key: int, mask_keys: np.ndarray, masks_name: object
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`lookup` of the probe keys `query_key` XOR `mask_keys`, with fewer numpy calls.
+
+        Keys are linear, so a probe's cell and tag are the query's XOR the mask's; those of the
+        masks are computed once per table and `masks_name` (a hashable name of `mask_keys`).
+        """
+        if self._max_cell > LONG_CELL or len(mask_keys) > WINDOW_PROBES:
+            return self.lookup(mask_keys ^ np.uint64(query_key))
+        if not self._size:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int32)
+        parts = self._mask_parts.get(masks_name)
+        if parts is None:
+            parts = ((mask_keys >> self._shift).astype(np.intp), self._tags_of(mask_keys))
+            self._mask_parts[masks_name] = parts
+        cells = parts[0] ^ (query_key >> int(self._shift))
+        probe_tags = parts[1] ^ np.uint32(query_key >> int(self._tag_shift))
+        # A window as wide as the longest cell of the table: no per-probe width to compute. An
+        # entry past the probe's cell never matches, since its tag holds a different cell.
+        positions = self._directory[cells][:, None] + self._window
+        matches = np.flatnonzero(self.tags[positions] == probe_tags[:, None])
+        return matches // len(self._window), self.rows[positions.ravel()[matches]]
 
     def _lookup_expanded(
         self, probe_tags: np.ndarray, starts: np.ndarray, lengths: np.ndarray

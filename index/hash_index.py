@@ -14,6 +14,7 @@ import itertools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 import numpy as np
 
@@ -166,9 +167,8 @@ class HashIndex:
         """Ids within Hamming distance `radius` of `code`, by (distance, insertion order)."""
         radius = _check_radius(radius, self.bits)
         query = np.array(self._query_ints(code), dtype=np.uint64)
-        masks, weights = ball_masks(self.bits, radius)
         with self._lock.reading():
-            distances, rows = self._probe(query, masks, weights)
+            distances, rows = self._probe(query, 0, radius)
             hits = self._hits(distances, rows)
         return hits if keep is None else [hit for hit in hits if keep(hit[0])]
 
@@ -295,12 +295,31 @@ class HashIndex:
             rows = [row for row in rows if self._words[:, row].tolist() == query]
         return rows
 
-    def _probe(
-        self, query: np.ndarray, masks: np.ndarray, weights: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(distance, row) of every document whose code is `query` XOR one of `masks`."""
-        probe_index, rows = self._lookup(query[None, :] ^ masks)
-        return weights[probe_index], rows
+    def _probe(self, query: np.ndarray, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distance, row) of every document within shells first..last of `query` (W,)."""
+        masks, weights = shell_range_masks(self.bits, first, last)
+        mask_keys = _mask_keys(self.bits, first, last)
+        query_key = bucket_key(query.tolist())
+        found_probes, found_rows = [], []
+        for table, tag in ((self._main, IN_MAIN), (self._delta, IN_DELTA)):
+            if not len(table):
+                continue
+            probe_index, rows = table.lookup_xor(query_key, mask_keys, (self.bits, first, last))
+            if tag == IN_MAIN and self._main_is_current and not self._confirm_codes:
+                found_probes.append(probe_index)
+                found_rows.append(rows)
+                continue
+            current = self._where[rows] == tag
+            if self._confirm_codes:
+                for w in range(self._num_words):
+                    current &= self._words[w, rows] == (masks[probe_index, w] ^ query[w])
+            found_probes.append(probe_index[current])
+            found_rows.append(rows[current])
+        if len(found_rows) == 1:
+            return weights[found_probes[0]], found_rows[0]
+        if not found_rows:
+            return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int32)
+        return weights[np.concatenate(found_probes)], np.concatenate(found_rows)
 
     def _lookup(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probe index, row) of every current entry whose code equals one of the (m, W) probes."""
@@ -367,8 +386,7 @@ class HashIndex:
         for shells in ((0, 0), (1, radius)):
             if shells[0] > shells[1]:
                 break
-            masks, weights = shell_range_masks(self.bits, *shells)
-            distances, rows = self._probe(query, masks, weights)
+            distances, rows = self._probe(query, *shells)
             hits.extend(self._best_hits(distances, rows, k - len(hits), keep))
             probed = shells[1]
             if len(hits) >= k:
@@ -419,6 +437,15 @@ class HashIndex:
                         break
             start += step
         return hits
+
+
+@lru_cache(maxsize=64)
+def _mask_keys(bits: int, first: int, last: int) -> np.ndarray:
+    """Bucket keys of the masks of shells first..last; a probe's key is the query's XOR these."""
+    masks, _ = shell_range_masks(bits, first, last)
+    keys = bucket_keys(masks)
+    keys.setflags(write=False)
+    return keys
 
 
 def _smallest_rows(distances: np.ndarray, k: int) -> np.ndarray:
