@@ -181,7 +181,7 @@ class BucketTable:
             parts = ((mask_keys >> self._shift).astype(np.intp), self._tags_of(mask_keys))
             self._mask_parts[masks_name] = parts
         cells = parts[0] ^ (query_key >> int(self._shift))
-        probe_tags = parts[1] ^ np.uint32(query_key >> int(self._tag_shift))
+        probe_tags = parts[1] ^ (query_key >> int(self._tag_shift))
         # A window as wide as the longest cell of the table: no per-probe width to compute. An
         # entry past the probe's cell never matches, since its tag holds a different cell.
         positions = self._directory[cells][:, None] + self._window

@@ -166,7 +166,7 @@ class HashIndex:
     def ball(self, code: bytes, radius: int, keep: Keep | None = None) -> list[Hit]:
         """Ids within Hamming distance `radius` of `code`, by (distance, insertion order)."""
         radius = _check_radius(radius, self.bits)
-        query = np.array(self._query_ints(code), dtype=np.uint64)
+        query = self._query_ints(code)
         with self._lock.reading():
             distances, rows = self._probe(query, 0, radius)
             hits = self._hits(distances, rows)
@@ -295,11 +295,11 @@ class HashIndex:
             rows = [row for row in rows if self._words[:, row].tolist() == query]
         return rows
 
-    def _probe(self, query: np.ndarray, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
-        """(distance, row) of every document within shells first..last of `query` (W,)."""
-        masks, weights = shell_range_masks(self.bits, first, last)
+    def _probe(self, query: list[int], first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distance, row) of every document within shells first..last of `query` (W ints)."""
+        _, weights = shell_range_masks(self.bits, first, last)
         mask_keys = _mask_keys(self.bits, first, last)
-        query_key = bucket_key(query.tolist())
+        query_key = bucket_key(query)
         found_probes, found_rows = [], []
         for table, tag in ((self._main, IN_MAIN), (self._delta, IN_DELTA)):
             if not len(table):
@@ -309,10 +309,13 @@ class HashIndex:
                 found_probes.append(probe_index)
                 found_rows.append(rows)
                 continue
-            current = self._where[rows] == tag
+            if tag == IN_MAIN and self._main_is_current:
+                current = np.ones(len(rows), dtype=bool)
+            else:
+                current = self._where[rows] == tag
             if self._confirm_codes:
-                for w in range(self._num_words):
-                    current &= self._words[w, rows] == (masks[probe_index, w] ^ query[w])
+                for w, mask_words in enumerate(_mask_words(self.bits, first, last)):
+                    current &= self._words[w, rows] == (mask_words[probe_index] ^ query[w])
             found_probes.append(probe_index[current])
             found_rows.append(rows[current])
         if len(found_rows) == 1:
@@ -348,6 +351,8 @@ class HashIndex:
 
     def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
         """(id, distance) pairs ordered by (distance, row)."""
+        if len(rows) <= 1:
+            return list(zip(self._ids.ids_of(rows), distances.tolist(), strict=True))
         order = np.lexsort((rows, distances))
         ids = self._ids.ids_of(rows[order])
         return list(zip(ids, distances[order].tolist(), strict=True))
@@ -383,10 +388,11 @@ class HashIndex:
             return self._scan(query, k, keep, [], -1)
         hits: list[Hit] = []
         probed = -1
+        query_ints = query.tolist()
         for shells in ((0, 0), (1, radius)):
             if shells[0] > shells[1]:
                 break
-            distances, rows = self._probe(query, *shells)
+            distances, rows = self._probe(query_ints, *shells)
             hits.extend(self._best_hits(distances, rows, k - len(hits), keep))
             probed = shells[1]
             if len(hits) >= k:
@@ -446,6 +452,16 @@ def _mask_keys(bits: int, first: int, last: int) -> np.ndarray:
     keys = bucket_keys(masks)
     keys.setflags(write=False)
     return keys
+
+
+@lru_cache(maxsize=64)
+def _mask_words(bits: int, first: int, last: int) -> tuple[np.ndarray, ...]:
+    """Word w of every mask of shells first..last, one contiguous array per word (read-only)."""
+    masks, _ = shell_range_masks(bits, first, last)
+    words = tuple(np.ascontiguousarray(masks[:, w]) for w in range(masks.shape[1]))
+    for word in words:
+        word.setflags(write=False)
+    return words
 
 
 def _smallest_rows(distances: np.ndarray, k: int) -> np.ndarray:
