@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/index_speed.py [--n 1000000] [--bits 32 64] [--out PATH]
        [--real-codes codes.npy]   # (n, b/8) uint8 codes of real documents, replicated to --n
+       [--kinds ball1 ball2 ...] [--datasets random] [--no-batch] [--no-reload]  # a focused run
 
 Every method answers the same queries. Single queries are timed interleaved (each query runs on
 every method before the next), so the noise of a shared machine hits all methods alike; the page
@@ -30,6 +31,7 @@ from index.hash_index import HashIndex  # noqa: E402
 from index.sqlite_store import SQLiteStore  # noqa: E402
 from index.store import StoredDocument  # noqa: E402
 
+ALL_KINDS = ("bucket", "ball1", "ball2", "ball3", "nearest10", "nearest100")
 Answer = list[tuple[int, int]]  # (document number, distance), ordered as the method returns it
 
 
@@ -212,7 +214,7 @@ def build_methods(
 
 
 def time_kind(
-    kind: str, methods: list[Method], queries: np.ndarray, batch: np.ndarray
+    kind: str, methods: list[Method], queries: np.ndarray, batch: np.ndarray | None
 ) -> list[Row]:
     """Time every method on every query (interleaved), check answers, then time batches."""
     rows = [Row(kind, method.name) for method in methods]
@@ -227,6 +229,8 @@ def time_kind(
         for method, row, result in zip(methods, rows, results, strict=True):
             if not agrees(method.to_answer(result), expected, method.exact_order):
                 row.mismatches += 1
+    if batch is None:
+        return rows
     faiss.omp_set_num_threads(2)
     expected_batch = [reference.to_answer(reference.single(query)) for query in batch[:50]]
     for method, row in zip(methods, rows, strict=True):
@@ -320,6 +324,9 @@ def run_dataset(
     )
     kinds = [("bucket", 0), ("ball", 1), ("ball", 2)] + ([("ball", 3)] if bits <= 32 else [])
     kinds += [("nearest", 10), ("nearest", 100)]
+    kinds = [
+        (kind, parameter) for kind, parameter in kinds if kind_name(kind, parameter) in args.kinds
+    ]
     rows: list[Row] = []
     words = np.ascontiguousarray(codes_to_words(codes).T)
     faiss.omp_set_num_threads(1)
@@ -330,7 +337,7 @@ def run_dataset(
             "nearest": f"nearest k={parameter}",
         }[kind]
         methods = build_methods(kind, parameter, index, faiss_indexes, words, number_of)
-        rows += time_kind(label, methods, queries, batch)
+        rows += time_kind(label, methods, queries, batch if args.batches else None)
         print(f"  {name} {bits}-bit {label} done", flush=True)
     if args.reload and name == "random" and bits == args.bits[-1]:
         with tempfile.TemporaryDirectory() as folder:
@@ -341,6 +348,11 @@ def run_dataset(
             f"(writing them in 50,000-document transactions took {write_s:.1f} s)"
         )
     return notes, rows, facts
+
+
+def kind_name(kind: str, parameter: int) -> str:
+    """The `--kinds` token of a query kind: bucket, ball1..ball3, nearest10, nearest100."""
+    return kind if kind == "bucket" else f"{kind}{parameter}"
 
 
 def target_checks(title: str, rows: list[Row], facts: dict[str, float]) -> list[str]:
@@ -396,8 +408,7 @@ def markdown(
     lines = [
         "# Index speed: HashIndex vs FAISS binary indexes vs numpy scan",
         "",
-        f"Command: `.venv/bin/python bench/index_speed.py --n {args.n} --bits "
-        f"{' '.join(map(str, args.bits))} --queries {args.queries} --batch {args.batch}`",
+        f"Command: `.venv/bin/python bench/index_speed.py {' '.join(sys.argv[1:])}`",
         "",
         f"{args.n:,} codes; {args.queries} single queries (half codes of stored documents, half "
         f"random codes) and one batch of {args.batch} queries mixed the same way. Single-query "
@@ -454,6 +465,11 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--real-codes", type=Path, help="(n, b/8) uint8 .npy of real codes")
     parser.add_argument("--no-reload", dest="reload", action="store_false")
+    parser.add_argument("--no-batch", dest="batches", action="store_false")
+    parser.add_argument("--kinds", nargs="+", choices=ALL_KINDS, default=list(ALL_KINDS))
+    parser.add_argument(
+        "--datasets", nargs="+", choices=("random", "clustered"), default=["random", "clustered"]
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "index.md")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -463,6 +479,7 @@ def main() -> int:
             "random": rng.integers(0, 256, size=(args.n, bits // 8), dtype=np.uint8),
             "clustered": clustered_codes(args.n, bits, rng),
         }
+        datasets = {name: codes for name, codes in datasets.items() if name in args.datasets}
         if args.real_codes is not None:
             real = np.load(args.real_codes, allow_pickle=False)
             if real.shape[1] == bits // 8:
