@@ -188,11 +188,13 @@ class HashIndex:
         radius = _check_radius(radius, self.bits)
         queries = codes_to_words(as_code_array(codes, self.bits))
         masks, weights = ball_masks(self.bits, radius)
+        mask_keys = _mask_keys(self.bits, 0, radius)
         chunk = max(1, MAX_PROBES_PER_CHUNK // len(masks))
         results: list[list[Hit]] = []
         with self._lock.reading():
             for start in range(0, len(queries), chunk):
-                results.extend(self._ball_chunk(queries[start : start + chunk], masks, weights))
+                chunk_queries = queries[start : start + chunk]
+                results.extend(self._ball_chunk(chunk_queries, masks, mask_keys, weights))
         return results
 
     def nearest_many(self, codes: np.ndarray, k: int) -> list[list[Hit]]:
@@ -324,9 +326,11 @@ class HashIndex:
             return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int32)
         return weights[np.concatenate(found_probes)], np.concatenate(found_rows)
 
-    def _lookup(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probe index, row) of every current entry whose code equals one of the (m, W) probes."""
-        keys = bucket_keys(probes)
+    def _lookup(self, probes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probe index, row) of every current entry whose code equals one of the (m, W) probes.
+
+        `keys` are the probes' bucket keys.
+        """
         found_probes, found_rows = [], []
         for table, tag in ((self._main, IN_MAIN), (self._delta, IN_DELTA)):
             if not len(table):
@@ -358,11 +362,13 @@ class HashIndex:
         return list(zip(ids, distances[order].tolist(), strict=True))
 
     def _ball_chunk(
-        self, queries: np.ndarray, masks: np.ndarray, weights: np.ndarray
+        self, queries: np.ndarray, masks: np.ndarray, mask_keys: np.ndarray, weights: np.ndarray
     ) -> list[list[Hit]]:
         """Ball results of several (q, W) queries from one vectorised lookup."""
         probes = (queries[:, None, :] ^ masks[None, :, :]).reshape(-1, self._num_words)
-        probe_index, rows = self._lookup(probes)
+        # Keys are linear: a probe's key is its query's key XOR its mask's key.
+        keys = (bucket_keys(queries)[:, None] ^ mask_keys[None, :]).ravel()
+        probe_index, rows = self._lookup(probes, keys)
         query_of = probe_index // len(masks)
         distances = weights[probe_index % len(masks)]
         order = np.lexsort((rows, distances, query_of))
