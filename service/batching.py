@@ -1,15 +1,18 @@
-"""Query micro-batching: concurrent searches share one `encode` call instead of one call each.
+"""Query micro-batching on the event loop: searches waiting in the same loop turn share one encode.
 
 Encoding one short text costs mostly fixed per-call overhead (sparse-matrix set-up, a torch
-forward), so under load the first waiting thread becomes the leader, encodes every query queued
-so far in one batch, hands each caller its row, then passes the lead to the next waiter.
+forward). Searches run on the event loop: each handler parks its texts here and awaits a future.
+A callback re-scheduled once per loop turn watches the queue and encodes everything in one call
+as soon as a loop turn (in which uvicorn reads sockets and starts handlers) adds nothing more, or
+the batch is full, or `max_turns` have passed. There is no thread hop and no timer: a lone
+request waits a couple of loop turns (microseconds).
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,75 +20,91 @@ Encode = Callable[[Sequence[str]], np.ndarray]
 
 
 @dataclass(eq=False)
-class _Request:
-    """One caller's texts and, once encoded, its codes (or the error)."""
+class _Waiting:
+    """One caller's texts, its encoder and the future its codes (or the error) arrive on."""
 
     encode: Encode
     texts: Sequence[str]
-    wake: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False
-    codes: np.ndarray | None = None
-    error: BaseException | None = None
+    codes: asyncio.Future[np.ndarray]
 
 
 class EncodeBatcher:
-    """Thread-safe front of `encode` functions that merges the texts of concurrent callers."""
+    """Merges the texts of searches queued in one event-loop turn into shared `encode` calls."""
 
-    def __init__(self, max_texts: int = 256, on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        max_texts: int = 256,
+        on_batch: Callable[[int], None] | None = None,
+        quiet_turns: int = 2,
+        max_turns: int = 16,
+    ) -> None:
         self.max_texts = max_texts
         self.on_batch = on_batch
-        self._lock = threading.Lock()
-        self._queue: list[_Request] = []
-        self._leader_active = False
+        self.quiet_turns = quiet_turns
+        self.max_turns = max_turns
+        self._waiting: list[_Waiting] = []
+        self._texts_waiting = 0
+        self._watching = False
 
-    def encode(self, encode: Encode, texts: Sequence[str]) -> np.ndarray:
-        """Codes of `texts` from `encode`, possibly computed in one batch with other callers."""
-        request = _Request(encode, texts)
-        with self._lock:
-            self._queue.append(request)
-            if not self._leader_active:
-                self._leader_active = True
-                request.lead = True
-        if not request.lead:
-            request.wake.wait()
-        if request.lead and request.codes is None and request.error is None:
-            self._run_batch()
-        if request.error is not None:
-            raise request.error
-        assert request.codes is not None
-        return request.codes
+    async def encode(self, encode: Encode, texts: Sequence[str]) -> np.ndarray:
+        """Codes of `texts` from `encode`, possibly computed in one call with other callers."""
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(encode, texts, loop.create_future())
+        self._waiting.append(waiting)
+        self._texts_waiting += len(texts)
+        if not self._watching:
+            self._watching = True
+            loop.call_soon(self._watch, loop, len(self._waiting), 0, 0)
+        return await waiting.codes
 
-    def _run_batch(self) -> None:
-        """Encode what is queued (same encoder, up to `max_texts`), then pass on the lead."""
-        with self._lock:
-            first = self._queue[0]
-            batch, total = [], 0
-            for queued in self._queue:
-                if queued.encode != first.encode or (
-                    batch and total + len(queued.texts) > self.max_texts
-                ):
-                    break
-                batch.append(queued)
-                total += len(queued.texts)
-            del self._queue[: len(batch)]
+    def _watch(self, loop: asyncio.AbstractEventLoop, seen: int, quiet: int, turns: int) -> None:
+        """Once per loop turn: flush when arrivals stop, the batch is full or waited too long."""
+        quiet = quiet + 1 if len(self._waiting) == seen else 0
+        turns += 1
+        if (
+            quiet >= self.quiet_turns
+            or turns >= self.max_turns
+            or self._texts_waiting >= self.max_texts
+        ):
+            self._watching = False
+            self._flush()
+        else:
+            loop.call_soon(self._watch, loop, len(self._waiting), quiet, turns)
+
+    def _flush(self) -> None:
+        """Encode everything queued, in runs of the same encoder of at most `max_texts` texts."""
+        queued = [waiting for waiting in self._waiting if not waiting.codes.done()]
+        self._waiting = []
+        self._texts_waiting = 0
+        while queued:
+            batch = self._take_batch(queued)
+            del queued[: len(batch)]
+            self._encode_batch(batch)
+
+    def _take_batch(self, queued: list[_Waiting]) -> list[_Waiting]:
+        """The longest prefix of `queued` with one encoder and at most `max_texts` texts."""
+        first = queued[0]
+        batch, total = [first], len(first.texts)
+        for waiting in queued[1:]:
+            if waiting.encode != first.encode or total + len(waiting.texts) > self.max_texts:
+                break
+            batch.append(waiting)
+            total += len(waiting.texts)
+        return batch
+
+    def _encode_batch(self, batch: list[_Waiting]) -> None:
+        """One encode call for the batch; each caller gets its rows, or all get the error."""
         if self.on_batch is not None:
             self.on_batch(len(batch))
         try:
-            codes = first.encode([text for queued in batch for text in queued.texts])
-            start = 0
-            for queued in batch:
-                queued.codes = codes[start : start + len(queued.texts)]
-                start += len(queued.texts)
-        except BaseException as exc:
-            for queued in batch:
-                queued.error = exc
-        with self._lock:
-            successor = self._queue[0] if self._queue else None
-            if successor is None:
-                self._leader_active = False
-            else:
-                successor.lead = True
-        for queued in batch:
-            queued.wake.set()
-        if successor is not None:
-            successor.wake.set()
+            codes = batch[0].encode([text for waiting in batch for text in waiting.texts])
+        except Exception as exc:
+            for waiting in batch:
+                if not waiting.codes.done():
+                    waiting.codes.set_exception(exc)
+            return
+        start = 0
+        for waiting in batch:
+            if not waiting.codes.done():
+                waiting.codes.set_result(codes[start : start + len(waiting.texts)])
+            start += len(waiting.texts)

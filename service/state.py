@@ -359,9 +359,9 @@ class ServiceState:
 
     # ---- reads -----------------------------------------------------------------------------
 
-    def encode_queries(self, active: ActiveModel, texts: list[str]) -> np.ndarray:
-        """Query codes, merged with concurrent searches into shared encode calls."""
-        return self._query_batcher.encode(active.hasher.encode, texts)
+    async def encode_queries(self, active: ActiveModel, texts: list[str]) -> np.ndarray:
+        """Query codes, merged with searches waiting in the same loop turn into shared calls."""
+        return await self._query_batcher.encode(active.hasher.encode, texts)
 
     def rank(
         self,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from index.codes import code_to_hex
 from service.auth import require_read
@@ -52,19 +54,14 @@ def _respond(
     return responses
 
 
-def _search_texts(
-    state: ServiceState, texts: list[str], options: SearchOptions, wanted: dict[str, Any] | None
+def _rank_and_respond(
+    state: ServiceState,
+    active: ActiveModel,
+    codes: np.ndarray,
+    options: SearchOptions,
+    wanted: dict[str, Any] | None,
 ) -> list[SearchResponse]:
-    for position, text in enumerate(texts):
-        if "\x00" in text or not text.strip():
-            raise ApiError(
-                422,
-                "validation_error",
-                f"query {position} has no words (empty, whitespace only, or NUL characters)",
-                {"position": position},
-            )
-    active = state.require_model()
-    codes = state.encode_queries(active, texts)
+    """Rank each query code, then fetch the hits' documents and build the responses."""
     keep = state.metadata_keep(wanted)
     ranked = [
         state.rank(
@@ -81,14 +78,37 @@ def _search_texts(
     return _respond(state, active, ranked, options.include_text)
 
 
+async def _search_texts(
+    state: ServiceState, texts: list[str], options: SearchOptions, wanted: dict[str, Any] | None
+) -> list[SearchResponse]:
+    """Search on the event loop: a thread hop per request costs more than the work itself.
+
+    A batch of queries can fetch thousands of documents, so it is ranked and fetched in a
+    worker thread instead, and the loop keeps serving other requests meanwhile.
+    """
+    for position, text in enumerate(texts):
+        if "\x00" in text or not text.strip():
+            raise ApiError(
+                422,
+                "validation_error",
+                f"query {position} has no words (empty, whitespace only, or NUL characters)",
+                {"position": position},
+            )
+    active = state.require_model()
+    codes = await state.encode_queries(active, texts)
+    if len(texts) == 1:
+        return _rank_and_respond(state, active, codes, options, wanted)
+    return await run_in_threadpool(_rank_and_respond, state, active, codes, options, wanted)
+
+
 @router.get("/search", response_model=SearchResponse, summary="Search with one query")
-def search(
+async def search(
     request: Request,
     q: Annotated[str, Query(min_length=1, examples=["shuttle launch"])],
     options: Annotated[SearchOptions, Query()],
 ) -> SearchResponse:
     """The query's bucket (radius 0), its Hamming ball, or its `limit` nearest."""
-    return _search_texts(service_state(request), [q], options, None)[0]
+    return (await _search_texts(service_state(request), [q], options, None))[0]
 
 
 @router.post(
@@ -96,7 +116,9 @@ def search(
     response_model=SearchResponse | BatchSearchResponse,
     summary="Search with one query or a batch, with a metadata filter",
 )
-def search_body(request: Request, body: SearchRequest) -> SearchResponse | BatchSearchResponse:
+async def search_body(
+    request: Request, body: SearchRequest
+) -> SearchResponse | BatchSearchResponse:
     """`q` answers one `SearchResponse`; `queries` answers `{"results": [...]}` in order."""
     state = service_state(request)
     if (body.q is None) == (body.queries is None):
@@ -110,8 +132,9 @@ def search_body(request: Request, body: SearchRequest) -> SearchResponse | Batch
                 f"{len(body.queries)} queries in one request; the limit is {limit}",
                 {"limit": limit},
             )
-        return BatchSearchResponse(results=_search_texts(state, body.queries, body, body.filter))
-    return _search_texts(state, [body.q or ""], body, body.filter)[0]
+        results = await _search_texts(state, body.queries, body, body.filter)
+        return BatchSearchResponse(results=results)
+    return (await _search_texts(state, [body.q or ""], body, body.filter))[0]
 
 
 @router.get(
@@ -119,7 +142,7 @@ def search_body(request: Request, body: SearchRequest) -> SearchResponse | Batch
     response_model=SearchResponse,
     summary="Documents similar to a stored one",
 )
-def similar(
+async def similar(
     request: Request, doc_id: str, options: Annotated[SearchOptions, Query()]
 ) -> SearchResponse:
     """Search with the stored document's own code, leaving the document itself out."""

@@ -1,9 +1,8 @@
-"""`EncodeBatcher`: concurrent callers get their own rows, merged into fewer encode calls."""
+"""`EncodeBatcher`: searches waiting on the loop get their own rows from fewer encode calls."""
 
 from __future__ import annotations
 
-import threading
-import time
+import asyncio
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,41 +11,32 @@ import pytest
 from service.batching import EncodeBatcher
 
 
-class SlowEncoder:
-    """Encodes a text as its length (one uint8 row), slowly, counting calls."""
+class CountingEncoder:
+    """Encodes a text as its length (one uint8 row), counting the texts of each call."""
 
     def __init__(self) -> None:
         self.calls: list[int] = []
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self.calls.append(len(texts))
-        time.sleep(0.01)
         if any(text == "boom" for text in texts):
             raise ValueError("cannot encode boom")
         return np.array([[len(text)] for text in texts], dtype=np.uint8)
 
 
-def run_concurrently(batcher: EncodeBatcher, encoder: SlowEncoder, inputs: list[list[str]]) -> list:
-    results: list = [None] * len(inputs)
-
-    def call(position: int) -> None:
-        try:
-            results[position] = batcher.encode(encoder.encode, inputs[position])
-        except ValueError as exc:
-            results[position] = exc
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(inputs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
-    return results
+async def gather_settled(batcher: EncodeBatcher, calls: list[tuple[CountingEncoder, list[str]]]):
+    """Run every call concurrently; each outcome is the codes or the exception raised."""
+    return await asyncio.gather(
+        *(batcher.encode(encoder.encode, texts) for encoder, texts in calls),
+        return_exceptions=True,
+    )
 
 
 def test_each_caller_gets_its_own_rows_from_fewer_calls() -> None:
-    encoder = SlowEncoder()
+    encoder = CountingEncoder()
     inputs = [["x" * (i % 50 + 1), "y" * (i % 7 + 1)] for i in range(40)]
-    results = run_concurrently(EncodeBatcher(max_texts=16), encoder, inputs)
+    batcher = EncodeBatcher(max_texts=16)
+    results = asyncio.run(gather_settled(batcher, [(encoder, texts) for texts in inputs]))
     for texts, codes in zip(inputs, results, strict=True):
         assert codes.tolist() == [[len(text)] for text in texts]
     assert sum(encoder.calls) == 80
@@ -54,35 +44,78 @@ def test_each_caller_gets_its_own_rows_from_fewer_calls() -> None:
     assert max(encoder.calls) <= 16
 
 
-def test_an_error_reaches_only_the_batch_that_failed_and_the_batcher_recovers() -> None:
-    encoder = SlowEncoder()
+def test_callers_arriving_over_several_loop_turns_share_a_call() -> None:
+    encoder = CountingEncoder()
+    batcher = EncodeBatcher(quiet_turns=2)
+
+    async def arrive_after(turns: int, text: str) -> np.ndarray:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await batcher.encode(encoder.encode, [text])
+
+    async def main() -> list[np.ndarray]:
+        return await asyncio.gather(arrive_after(0, "a"), arrive_after(1, "bb"))
+
+    results = asyncio.run(main())
+    assert [codes.tolist() for codes in results] == [[[1]], [[2]]]
+    assert encoder.calls == [2]
+
+
+def test_a_lone_caller_is_not_held_back_past_max_turns() -> None:
+    encoder = CountingEncoder()
+    batcher = EncodeBatcher(quiet_turns=100, max_turns=3)
+
+    async def main() -> tuple[np.ndarray, int]:
+        task = asyncio.ensure_future(batcher.encode(encoder.encode, ["abc"]))
+        turns = 0
+        while not task.done():
+            await asyncio.sleep(0)
+            turns += 1
+        return task.result(), turns
+
+    codes, turns = asyncio.run(main())
+    assert codes.tolist() == [[3]]
+    assert turns <= 5
+
+
+def test_an_error_reaches_every_caller_of_the_failed_call_and_the_batcher_recovers() -> None:
+    encoder = CountingEncoder()
     batcher = EncodeBatcher()
-    results = run_concurrently(batcher, encoder, [["boom"], *[["ok"]] * 5])
-    assert isinstance(results[0], ValueError)
-    assert batcher.encode(encoder.encode, ["fine"]).tolist() == [[4]]
+    results = asyncio.run(gather_settled(batcher, [(encoder, ["boom"]), (encoder, ["ok"])]))
+    assert all(isinstance(result, ValueError) for result in results)
+    again = asyncio.run(gather_settled(batcher, [(encoder, ["fine"])]))
+    assert again[0].tolist() == [[4]]
 
 
 def test_different_encoders_are_never_mixed_in_one_call() -> None:
-    first, second = SlowEncoder(), SlowEncoder()
+    first, second = CountingEncoder(), CountingEncoder()
     batcher = EncodeBatcher()
-    outcome: dict[str, np.ndarray] = {}
-
-    def use(name: str, encoder: SlowEncoder) -> None:
-        outcome[name] = batcher.encode(encoder.encode, [name])
-
-    threads = [
-        threading.Thread(target=use, args=(f"t{i}", (first, second)[i % 2])) for i in range(10)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
+    calls = [((first, second)[i % 2], [f"t{i}"]) for i in range(10)]
+    results = asyncio.run(gather_settled(batcher, calls))
     assert sum(first.calls) == 5 and sum(second.calls) == 5
-    assert all(outcome[f"t{i}"].tolist() == [[2]] for i in range(10))
+    assert all(codes.tolist() == [[2]] for codes in results)
+
+
+def test_a_cancelled_caller_is_skipped_and_the_others_still_get_their_rows() -> None:
+    encoder = CountingEncoder()
+    batcher = EncodeBatcher()
+
+    async def main() -> list[object]:
+        doomed = asyncio.ensure_future(batcher.encode(encoder.encode, ["gone"]))
+        kept = asyncio.ensure_future(batcher.encode(encoder.encode, ["kept!"]))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        return await asyncio.gather(doomed, kept, return_exceptions=True)
+
+    doomed, kept = asyncio.run(main())
+    assert isinstance(doomed, asyncio.CancelledError)
+    assert kept.tolist() == [[5]]
+    assert encoder.calls == [1]
 
 
 @pytest.mark.parametrize("max_texts", [1, 3])
 def test_a_request_larger_than_the_batch_cap_is_still_encoded(max_texts: int) -> None:
-    encoder = SlowEncoder()
-    codes = EncodeBatcher(max_texts=max_texts).encode(encoder.encode, ["a", "bb", "ccc", "dddd"])
-    assert codes.tolist() == [[1], [2], [3], [4]]
+    encoder = CountingEncoder()
+    batcher = EncodeBatcher(max_texts=max_texts)
+    results = asyncio.run(gather_settled(batcher, [(encoder, ["a", "bb", "ccc", "dddd"])]))
+    assert results[0].tolist() == [[1], [2], [3], [4]]
