@@ -423,10 +423,13 @@ def markdown(
         "substrings make it slower than a scan). Machine: 2 CPU cores shared with other jobs, so "
         "absolute times are noisy; ratios within one table are the meaningful numbers.",
         "",
-        "Reading the results. *Small balls, single queries*: a probe round is ~20 numpy calls "
-        "of fixed overhead (1–5 µs each here) whatever the ball size, so at r = 1 (33 or 65 "
-        "probes) IndexBinaryHash's compiled loop wins; the gap narrows as the ball grows and "
-        "ours wins at r = 3. *Batches on clustered codes*: answers hold millions of hits, and "
+        "Reading the results. *Small balls, single queries*: keys are linear, so one lookup "
+        "round is the query's key XORed with the precomputed cells and tags of the ball's masks "
+        "plus about ten numpy calls per table (1–5 µs each here, more with the caches cold from "
+        "the scans timed before it), so at r = 1 (33 or 65 probes) IndexBinaryHash's compiled "
+        "loop still wins; the gap narrows as the ball grows. Tables with big buckets (clustered "
+        "codes) take the general lookup, and their answers hold thousands of hits, each a Python "
+        "(str id, int) tuple. *Batches on clustered codes*: answers hold millions of hits, and "
         "ours materialises each as a Python (str id, int) tuple (~0.3 µs per hit), while FAISS "
         "returns int arrays; on random codes, where answers are small, our batches are faster "
         "than FAISS. *nearest*: ours scans 8-byte words in several numpy passes; FAISS's "
