@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import platform
 import signal
@@ -59,6 +60,13 @@ class LoadResult:
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def http_stack() -> str:
+    """The HTTP parser and event loop uvicorn's "auto" picks in this environment."""
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{parser} parser, {loop} loop"
 
 
 def free_port() -> int:
@@ -209,8 +217,8 @@ def report(
         "# Service load benchmark",
         "",
         "Measured by `bench/service_load.py` against a real uvicorn server (one worker, HTTP/1.1 "
-        "keep-alive, h11) on 127.0.0.1; the load generator (httpx async clients) runs on the "
-        "same machine and shares its CPUs.",
+        f"keep-alive, {http_stack()}) on 127.0.0.1; the load generator (httpx async clients) runs "
+        "on the same machine and shares its CPUs.",
         "",
         f"- Command: `{command}`",
         f"- Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
