@@ -1,11 +1,10 @@
-"""Query micro-batching on the event loop: searches waiting in the same loop turn share one encode.
+"""Query micro-batching: searches that arrive within the same few event-loop turns share one encode.
 
 Encoding one short text costs mostly fixed per-call overhead (sparse-matrix set-up, a torch
-forward). Searches run on the event loop: each handler parks its texts here and awaits a future.
-A callback re-scheduled once per loop turn watches the queue and encodes everything in one call
-as soon as a loop turn (in which uvicorn reads sockets and starts handlers) adds nothing more, or
-the batch is full, or `max_turns` have passed. There is no thread hop and no timer: a lone
-request waits a couple of loop turns (microseconds).
+forward). Each search handler parks its texts here and awaits a future. A callback re-scheduled
+once per loop turn watches the queue and, as soon as a loop turn adds nothing more (or the batch
+is full, or `max_turns` have passed), encodes everything queued in ONE worker-thread call, so the
+CPU work stays off the event loop and the thread hop is paid once per batch, not per request.
 """
 
 from __future__ import annotations
@@ -79,7 +78,7 @@ class EncodeBatcher:
         while queued:
             batch = self._take_batch(queued)
             del queued[: len(batch)]
-            self._encode_batch(batch)
+            self._encode_batch(asyncio.get_running_loop(), batch)
 
     def _take_batch(self, queued: list[_Waiting]) -> list[_Waiting]:
         """The longest prefix of `queued` with one encoder and at most `max_texts` texts."""
@@ -92,19 +91,23 @@ class EncodeBatcher:
             total += len(waiting.texts)
         return batch
 
-    def _encode_batch(self, batch: list[_Waiting]) -> None:
-        """One encode call for the batch; each caller gets its rows, or all get the error."""
+    def _encode_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> None:
+        """One encode call for the batch in a worker thread (CPU work stays off the loop)."""
         if self.on_batch is not None:
             self.on_batch(len(batch))
-        try:
-            codes = batch[0].encode([text for waiting in batch for text in waiting.texts])
-        except Exception as exc:
-            for waiting in batch:
-                if not waiting.codes.done():
-                    waiting.codes.set_exception(exc)
-            return
-        start = 0
-        for waiting in batch:
-            if not waiting.codes.done():
-                waiting.codes.set_result(codes[start : start + len(waiting.texts)])
-            start += len(waiting.texts)
+        texts = [text for waiting in batch for text in waiting.texts]
+        running = loop.run_in_executor(None, batch[0].encode, texts)
+        running.add_done_callback(lambda done: _deliver(batch, done))
+
+
+def _deliver(batch: list[_Waiting], done: asyncio.Future) -> None:
+    """Each caller gets its rows of the batch's codes, or all get the encode's error."""
+    error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+    start = 0
+    for waiting in batch:
+        if not waiting.codes.done():
+            if error is not None:
+                waiting.codes.set_exception(error)
+            else:
+                waiting.codes.set_result(done.result()[start : start + len(waiting.texts)])
+        start += len(waiting.texts)

@@ -81,10 +81,9 @@ def _rank_and_respond(
 async def _search_texts(
     state: ServiceState, texts: list[str], options: SearchOptions, wanted: dict[str, Any] | None
 ) -> list[SearchResponse]:
-    """Search on the event loop: a thread hop per request costs more than the work itself.
+    """Validate, encode through the micro-batcher, then rank and fetch in a worker thread.
 
-    A batch of queries can fetch thousands of documents, so it is ranked and fetched in a
-    worker thread instead, and the loop keeps serving other requests meanwhile.
+    Encoding and SQLite reads never run on the event loop, so one slow query cannot stall others.
     """
     for position, text in enumerate(texts):
         if "\x00" in text or not text.strip():
@@ -96,8 +95,6 @@ async def _search_texts(
             )
     active = state.require_model()
     codes = await state.encode_queries(active, texts)
-    if len(texts) == 1:
-        return _rank_and_respond(state, active, codes, options, wanted)
     return await run_in_threadpool(_rank_and_respond, state, active, codes, options, wanted)
 
 

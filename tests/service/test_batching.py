@@ -68,10 +68,10 @@ def test_a_lone_caller_is_not_held_back_past_max_turns() -> None:
     async def main() -> tuple[np.ndarray, int]:
         task = asyncio.ensure_future(batcher.encode(encoder.encode, ["abc"]))
         turns = 0
-        while not task.done():
+        while not task.done() and not encoder.calls:
             await asyncio.sleep(0)
             turns += 1
-        return task.result(), turns
+        return await task, turns
 
     codes, turns = asyncio.run(main())
     assert codes.tolist() == [[3]]
@@ -119,3 +119,20 @@ def test_a_request_larger_than_the_batch_cap_is_still_encoded(max_texts: int) ->
     batcher = EncodeBatcher(max_texts=max_texts)
     results = asyncio.run(gather_settled(batcher, [(encoder, ["a", "bb", "ccc", "dddd"])]))
     assert results[0].tolist() == [[1], [2], [3], [4]]
+
+
+def test_encoding_runs_off_the_event_loop_thread() -> None:
+    import threading
+
+    threads: list[int] = []
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        threads.append(threading.get_ident())
+        return np.zeros((len(texts), 1), dtype=np.uint8)
+
+    async def main() -> int:
+        await EncodeBatcher().encode(encode, ["abc"])
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert threads and threads[0] != loop_thread
