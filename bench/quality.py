@@ -45,7 +45,9 @@ from model.evaluate import (  # noqa: E402
     prepare_split,
 )
 
-DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "20news-bydate.tar.xz"
+DEFAULT_CORPUS = Path(
+    os.environ.get("DOCBITS_20NEWS", ROOT.parent / "shared" / "data" / "20news-bydate.tar.xz")
+)
 BITS = (16, 32, 64, 128)
 VARIANTS = ("undercomplete", "sparse", "denoising", "contractive", "variational")
 METHODS = ("tfidf-cosine", *BASELINES, "model")

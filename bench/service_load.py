@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT))
 from model.corpus import Document, load_corpus  # noqa: E402
 from service.client import DocbitsClient  # noqa: E402
 
-DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "20news-bydate.tar.xz"
+DEFAULT_CORPUS = Path(
+    os.environ.get("DOCBITS_20NEWS", ROOT.parent / "shared" / "data" / "20news-bydate.tar.xz")
+)
 TARGET_RATIO = 0.60
 TARGET_P99_MS = 25.0
 TARGET_INGEST = 2000.0
