@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 
 class ArtifactError(Exception):
     """A model directory is missing, damaged or inconsistent; the message names the file."""
@@ -9,3 +13,13 @@ class ArtifactError(Exception):
 
 class CorpusError(Exception):
     """A corpus cannot be read or parsed; the message names the path and the problem."""
+
+
+def read_json_artifact(path: Path, what: str) -> Any:
+    """Parse one JSON file of a model directory; missing or malformed raises ArtifactError."""
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except FileNotFoundError as error:
+        raise ArtifactError(f"{path}: {what} file is missing") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(f"{path}: not valid JSON ({error})") from error

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from model.errors import ArtifactError
+from model.errors import ArtifactError, read_json_artifact
 
 VOCAB_FILE = "vocab.json"
 VOCAB_FORMAT = "docbits-vocab/1"
@@ -143,12 +143,7 @@ class Featurizer:
     def load(cls, directory: Path) -> Featurizer:
         """Read `vocab.json` from `directory`; a bad file raises ArtifactError naming it."""
         path = Path(directory) / VOCAB_FILE
-        try:
-            payload = json.loads(path.read_text("utf-8"))
-        except FileNotFoundError as error:
-            raise ArtifactError(f"{path}: vocabulary file is missing") from error
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ArtifactError(f"{path}: not valid JSON ({error})") from error
+        payload = read_json_artifact(path, "vocabulary")
         if not isinstance(payload, dict) or payload.get("format") != VOCAB_FORMAT:
             raise ArtifactError(f"{path}: not a docbits vocabulary (expected {VOCAB_FORMAT})")
         terms, idf, params = payload.get("terms"), payload.get("idf"), payload.get("params")

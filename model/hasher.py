@@ -17,7 +17,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from model.autoencoders import SemanticHashingAutoencoder, SparseBatch, build_autoencoder
-from model.errors import ArtifactError
+from model.errors import ArtifactError, read_json_artifact
 from model.featurizer import VOCAB_FILE, Featurizer
 from model.graph import sublinear_tfidf
 
@@ -149,12 +149,7 @@ MANAGED_KEYS = {"format", "bits", "variant", "vocab_size", "architecture", "fing
 
 def read_config(path: Path) -> dict[str, Any]:
     """Parse and sanity-check config.json."""
-    try:
-        config = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError as error:
-        raise ArtifactError(f"{path}: config file is missing") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ArtifactError(f"{path}: not valid JSON ({error})") from error
+    config = read_json_artifact(path, "config")
     if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
         raise ArtifactError(f"{path}: not a docbits model config (expected {MODEL_FORMAT})")
     missing = sorted(MANAGED_KEYS - config.keys())
