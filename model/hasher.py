@@ -20,11 +20,14 @@ from model.autoencoders import SemanticHashingAutoencoder, SparseBatch, build_au
 from model.errors import ArtifactError, read_json_artifact
 from model.featurizer import VOCAB_FILE, Featurizer
 from model.graph import sublinear_tfidf
+from model.inference import FastEncoder
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_FORMAT = "docbits-model/1"
 INPUT_WEIGHTINGS = ("tfidf", "sublinear")
+# Calls of up to this many texts (searches) take the fast path; ingest batches gain nothing there.
+FAST_PATH_MAX_TEXTS = 256
 
 
 def code_statistics(codes: np.ndarray, bits: int) -> dict[str, Any]:
@@ -94,9 +97,15 @@ class Hasher:
             "architecture": architecture_of(model),
             "fingerprint": self.fingerprint,
         }
+        self.fast: FastEncoder | None = FastEncoder.build(featurizer, self.model, input_weighting)
 
     def encode(self, texts: Sequence[str], batch_size: int = 2048) -> np.ndarray:
-        """Packed codes uint8 (n, bits/8), bit i big-endian in byte i//8; same text, same code."""
+        """Packed codes uint8 (n, bits/8), bit i big-endian in byte i//8; same text, same code.
+
+        A few texts (a search) go through `FastEncoder`, which gives the very same codes.
+        """
+        if self.fast is not None and len(texts) <= min(FAST_PATH_MAX_TEXTS, batch_size):
+            return self.fast.encode(texts)
         return self.encode_counts(self.featurizer.counts(texts), batch_size)
 
     def encode_counts(self, counts: sp.csr_matrix, batch_size: int = 2048) -> np.ndarray:
