@@ -1,10 +1,12 @@
 """Query micro-batching: searches that arrive within the same few event-loop turns share one encode.
 
-Encoding one short text costs mostly fixed per-call overhead (sparse-matrix set-up, a torch
-forward). Each search handler parks its texts here and awaits a future. A callback re-scheduled
-once per loop turn watches the queue and, as soon as a loop turn adds nothing more (or the batch
-is full, or `max_turns` have passed), encodes everything queued in ONE worker-thread call, so the
-CPU work stays off the event loop and the thread hop is paid once per batch, not per request.
+Encoding one short text costs mostly fixed per-call overhead (a torch forward). Each search
+handler parks its texts here, with an optional `finish` step (rank the codes, read the hits from
+SQLite, build the response body), and awaits a future. A callback re-scheduled once per loop turn
+watches the queue and, as soon as a loop turn adds nothing more (or the batch is full, or
+`max_turns` have passed), runs the encode of everything queued and then each caller's `finish`
+in ONE worker-thread call. So the CPU work stays off the event loop, and the thread hop (a
+wake-up of a worker and one of the loop) is paid once per batch, not once or twice per request.
 """
 
 from __future__ import annotations
@@ -12,19 +14,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 Encode = Callable[[Sequence[str]], np.ndarray]
+Result = TypeVar("Result")
+
+
+def _codes_as_they_are(codes: np.ndarray) -> np.ndarray:
+    return codes
 
 
 @dataclass(eq=False)
 class _Waiting:
-    """One caller's texts, its encoder and the future its codes (or the error) arrive on."""
+    """One caller's texts, its encoder, its finish step and the future its result arrives on."""
 
     encode: Encode
     texts: Sequence[str]
-    codes: asyncio.Future[np.ndarray]
+    finish: Callable[[np.ndarray], Any]
+    result: asyncio.Future[Any]
 
 
 class EncodeBatcher:
@@ -47,14 +56,24 @@ class EncodeBatcher:
 
     async def encode(self, encode: Encode, texts: Sequence[str]) -> np.ndarray:
         """Codes of `texts` from `encode`, possibly computed in one call with other callers."""
+        return await self.run(encode, texts, _codes_as_they_are)
+
+    async def run(
+        self, encode: Encode, texts: Sequence[str], finish: Callable[[np.ndarray], Result]
+    ) -> Result:
+        """`finish(codes of texts)`, run in the worker thread right after the shared encode.
+
+        An error in `finish` reaches this caller only; an error in the encode reaches every
+        caller of that batch.
+        """
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(encode, texts, loop.create_future())
+        waiting = _Waiting(encode, texts, finish, loop.create_future())
         self._waiting.append(waiting)
         self._texts_waiting += len(texts)
         if not self._watching:
             self._watching = True
             loop.call_soon(self._watch, loop, len(self._waiting), 0, 0)
-        return await waiting.codes
+        return await waiting.result
 
     def _watch(self, loop: asyncio.AbstractEventLoop, seen: int, quiet: int, turns: int) -> None:
         """Once per loop turn: flush when arrivals stop, the batch is full or waited too long."""
@@ -72,7 +91,7 @@ class EncodeBatcher:
 
     def _flush(self) -> None:
         """Encode everything queued, in runs of the same encoder of at most `max_texts` texts."""
-        queued = [waiting for waiting in self._waiting if not waiting.codes.done()]
+        queued = [waiting for waiting in self._waiting if not waiting.result.done()]
         self._waiting = []
         self._texts_waiting = 0
         while queued:
@@ -92,22 +111,45 @@ class EncodeBatcher:
         return batch
 
     def _encode_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> None:
-        """One encode call for the batch in a worker thread (CPU work stays off the loop)."""
+        """One worker-thread call encodes the batch and runs each caller's finish step."""
         if self.on_batch is not None:
             self.on_batch(len(batch))
-        texts = [text for waiting in batch for text in waiting.texts]
-        running = loop.run_in_executor(None, batch[0].encode, texts)
+        running = loop.run_in_executor(None, _encode_and_finish, batch)
         running.add_done_callback(lambda done: _deliver(batch, done))
 
 
-def _deliver(batch: list[_Waiting], done: asyncio.Future) -> None:
-    """Each caller gets its rows of the batch's codes, or all get the encode's error."""
-    error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+@dataclass(frozen=True)
+class _Failed:
+    """A caller's finish step raised: the error goes to that caller alone."""
+
+    error: BaseException
+
+
+def _encode_and_finish(batch: list[_Waiting]) -> list[Any]:
+    """In the worker thread: one encode for the whole batch, then each caller's finish step."""
+    codes = batch[0].encode([text for waiting in batch for text in waiting.texts])
+    outcomes: list[Any] = []
     start = 0
     for waiting in batch:
-        if not waiting.codes.done():
-            if error is not None:
-                waiting.codes.set_exception(error)
-            else:
-                waiting.codes.set_result(done.result()[start : start + len(waiting.texts)])
+        rows = codes[start : start + len(waiting.texts)]
         start += len(waiting.texts)
+        try:
+            outcomes.append(waiting.finish(rows))
+        except Exception as error:
+            outcomes.append(_Failed(error))
+    return outcomes
+
+
+def _deliver(batch: list[_Waiting], done: asyncio.Future[list[Any]]) -> None:
+    """Each caller gets its finish step's result or error, or all get the encode's error."""
+    error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+    outcomes = done.result() if error is None else [None] * len(batch)
+    for waiting, outcome in zip(batch, outcomes, strict=True):
+        if waiting.result.done():
+            continue
+        if error is not None:
+            waiting.result.set_exception(error)
+        elif isinstance(outcome, _Failed):
+            waiting.result.set_exception(outcome.error)
+        else:
+            waiting.result.set_result(outcome)

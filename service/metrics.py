@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from typing import Any
@@ -68,6 +69,10 @@ class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Labelled children by (route, method[, status]): `labels()` takes a lock and builds a
+        # key on every call, and the set of routes, methods and statuses is small.
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,10 +90,18 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"]
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(route, method, str(status)).inc()
+            latency = self._latency.get((route, method))
+            if latency is None:
+                latency = self._latency[route, method] = self.metrics.latency.labels(route, method)
+            latency.observe(elapsed)
+            requests = self._requests.get((route, method, status))
+            if requests is None:
+                requests = self.metrics.requests.labels(route, method, str(status))
+                self._requests[route, method, status] = requests
+            requests.inc()
 
 
 CONVERTOR = re.compile(r"\{(\w+):\w+\}")  # `{doc_id:path}` is labelled `{doc_id}`, as in OpenAPI
@@ -98,4 +111,10 @@ def _route_template(scope: dict[str, Any]) -> str:
     """`/v1/documents/{doc_id}` rather than the id itself, to keep label cardinality bounded."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return CONVERTOR.sub(r"{\1}", path) if isinstance(path, str) else "unmatched"
+    return _label_of(path) if isinstance(path, str) else "unmatched"
+
+
+@functools.lru_cache(maxsize=256)
+def _label_of(path: str) -> str:
+    """A route's path template with converters dropped (the routes are few and fixed)."""
+    return CONVERTOR.sub(r"{\1}", path)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from service.training import TrainingManager
 
 log = logging.getLogger("docbits.service")
+T = TypeVar("T")
 
 
 class StartupError(RuntimeError):
@@ -362,6 +363,12 @@ class ServiceState:
     async def encode_queries(self, active: ActiveModel, texts: list[str]) -> np.ndarray:
         """Query codes, merged with searches waiting in the same loop turn into shared calls."""
         return await self._query_batcher.encode(active.hasher.encode, texts)
+
+    async def search_queries(
+        self, active: ActiveModel, texts: list[str], finish: Callable[[np.ndarray], T]
+    ) -> T:
+        """`finish(codes)` run in the worker thread right after the batch's shared encode."""
+        return await self._query_batcher.run(active.hasher.encode, texts, finish)
 
     def rank(
         self,

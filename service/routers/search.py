@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from index.codes import code_to_hex
 from service.auth import require_read
 from service.errors import ApiError
-from service.routers import service_state, snippet
-from service.schemas import BatchSearchResponse, Hit, SearchOptions, SearchRequest, SearchResponse
+from service.routers import JSONBytesResponse, json_bytes, service_state, snippet
+from service.schemas import BatchSearchResponse, SearchOptions, SearchRequest, SearchResponse
 from service.state import ActiveModel, Ranked, ServiceState
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read)])
 
 
-def _respond(
+def _hits_bodies(
     state: ServiceState, active: ActiveModel, ranked: list[Ranked], include_text: bool
-) -> list[SearchResponse]:
-    """Fetch the page's documents in one store call and build the hits."""
+) -> list[dict[str, Any]]:
+    """`SearchResponse` bodies: the page's documents fetched in ONE store call for all queries.
+
+    Plain dicts in the schema's field order; pydantic would only re-check what is built here.
+    """
     wanted = [doc_id for result in ranked for doc_id, _ in result.page]
     docs = state.require_ready().get_many(wanted) if wanted else {}
     bits = active.bits
     chars = state.settings.snippet_chars
-    responses = []
+    bodies = []
     for result in ranked:
         hits = []
         for doc_id, distance in result.page:
@@ -34,34 +38,35 @@ def _respond(
             if doc is None:
                 continue
             hits.append(
-                Hit(
-                    id=doc_id,
-                    distance=distance,
-                    score=1.0 - distance / bits,
-                    metadata=doc.metadata,
-                    text=doc.text if include_text else None,
-                    snippet=None if include_text else snippet(doc.text, chars),
-                )
+                {
+                    "id": doc_id,
+                    "distance": distance,
+                    "score": 1.0 - distance / bits,
+                    "metadata": doc.metadata,
+                    "text": doc.text if include_text else None,
+                    "snippet": None if include_text else snippet(doc.text, chars),
+                }
             )
-        responses.append(
-            SearchResponse(
-                query_code=code_to_hex(result.query_code),
-                model_fingerprint=active.fingerprint,
-                candidates=result.candidates,
-                hits=hits,
-            )
+        bodies.append(
+            {
+                "query_code": code_to_hex(result.query_code),
+                "model_fingerprint": active.fingerprint,
+                "candidates": result.candidates,
+                "hits": hits,
+            }
         )
-    return responses
+    return bodies
 
 
-def _rank_and_respond(
+def _rank_and_render(
     state: ServiceState,
     active: ActiveModel,
-    codes: np.ndarray,
     options: SearchOptions,
     wanted: dict[str, Any] | None,
-) -> list[SearchResponse]:
-    """Rank each query code, then fetch the hits' documents and build the responses."""
+    batch: bool,
+    codes: np.ndarray,
+) -> bytes:
+    """In the worker thread: rank each query code, fetch the hits, serialise the JSON body."""
     keep = state.metadata_keep(wanted)
     ranked = [
         state.rank(
@@ -75,15 +80,21 @@ def _rank_and_respond(
         )
         for code in codes
     ]
-    return _respond(state, active, ranked, options.include_text)
+    bodies = _hits_bodies(state, active, ranked, options.include_text)
+    return json_bytes({"results": bodies} if batch else bodies[0])
 
 
 async def _search_texts(
-    state: ServiceState, texts: list[str], options: SearchOptions, wanted: dict[str, Any] | None
-) -> list[SearchResponse]:
-    """Validate, encode through the micro-batcher, then rank and fetch in a worker thread.
+    state: ServiceState,
+    texts: list[str],
+    options: SearchOptions,
+    wanted: dict[str, Any] | None,
+    batch: bool = False,
+) -> Response:
+    """Validate, then encode, rank, fetch and serialise in one micro-batched worker-thread call.
 
-    Encoding and SQLite reads never run on the event loop, so one slow query cannot stall others.
+    Encoding and SQLite reads never run on the event loop, so one slow query cannot stall
+    others, and the request pays one thread hop (shared with the searches batched with it).
     """
     for position, text in enumerate(texts):
         if "\x00" in text or not text.strip():
@@ -94,8 +105,8 @@ async def _search_texts(
                 {"position": position},
             )
     active = state.require_model()
-    codes = await state.encode_queries(active, texts)
-    return await run_in_threadpool(_rank_and_respond, state, active, codes, options, wanted)
+    finish = partial(_rank_and_render, state, active, options, wanted, batch)
+    return JSONBytesResponse(await state.search_queries(active, texts, finish))
 
 
 @router.get("/search", response_model=SearchResponse, summary="Search with one query")
@@ -103,9 +114,9 @@ async def search(
     request: Request,
     q: Annotated[str, Query(min_length=1, examples=["shuttle launch"])],
     options: Annotated[SearchOptions, Query()],
-) -> SearchResponse:
+) -> Response:
     """The query's bucket (radius 0), its Hamming ball, or its `limit` nearest."""
-    return (await _search_texts(service_state(request), [q], options, None))[0]
+    return await _search_texts(service_state(request), [q], options, None)
 
 
 @router.post(
@@ -113,9 +124,7 @@ async def search(
     response_model=SearchResponse | BatchSearchResponse,
     summary="Search with one query or a batch, with a metadata filter",
 )
-async def search_body(
-    request: Request, body: SearchRequest
-) -> SearchResponse | BatchSearchResponse:
+async def search_body(request: Request, body: SearchRequest) -> Response:
     """`q` answers one `SearchResponse`; `queries` answers `{"results": [...]}` in order."""
     state = service_state(request)
     if (body.q is None) == (body.queries is None):
@@ -129,9 +138,8 @@ async def search_body(
                 f"{len(body.queries)} queries in one request; the limit is {limit}",
                 {"limit": limit},
             )
-        results = await _search_texts(state, body.queries, body, body.filter)
-        return BatchSearchResponse(results=results)
-    return (await _search_texts(state, [body.q or ""], body, body.filter))[0]
+        return await _search_texts(state, body.queries, body, body.filter, batch=True)
+    return await _search_texts(state, [body.q or ""], body, body.filter)
 
 
 @router.get(
@@ -141,10 +149,17 @@ async def search_body(
 )
 async def similar(
     request: Request, doc_id: str, options: Annotated[SearchOptions, Query()]
-) -> SearchResponse:
+) -> Response:
     """Search with the stored document's own code, leaving the document itself out."""
     state = service_state(request)
     active = state.require_model()
+    return JSONBytesResponse(await run_in_threadpool(_similar_body, state, active, doc_id, options))
+
+
+def _similar_body(
+    state: ServiceState, active: ActiveModel, doc_id: str, options: SearchOptions
+) -> bytes:
+    """In a worker thread: rank around the stored document's code and serialise the body."""
     code = active.index.code_of(doc_id)
     if code is None:
         raise ApiError(404, "not_found", f"no indexed document with id {doc_id!r}", {"id": doc_id})
@@ -157,4 +172,4 @@ async def similar(
         nearest=options.nearest,
         keep=state.metadata_keep(None, exclude=doc_id),
     )
-    return _respond(state, active, [ranked], options.include_text)[0]
+    return json_bytes(_hits_bodies(state, active, [ranked], options.include_text)[0])

@@ -136,3 +136,30 @@ def test_encoding_runs_off_the_event_loop_thread() -> None:
 
     loop_thread = asyncio.run(main())
     assert threads and threads[0] != loop_thread
+
+
+def test_finish_steps_run_off_the_loop_with_the_batch_and_fail_alone() -> None:
+    import threading
+
+    encoder = CountingEncoder()
+    batcher = EncodeBatcher()
+    threads: list[int] = []
+
+    def finish(codes: np.ndarray) -> list[int]:
+        threads.append(threading.get_ident())
+        if codes.tolist() == [[4]]:
+            raise KeyError("finish failed")
+        return [int(row[0]) * 10 for row in codes]
+
+    async def main() -> list[object]:
+        texts = [["a"], ["bb", "ccc"], ["dddd"]]
+        return await asyncio.gather(
+            *(batcher.run(encoder.encode, t, finish) for t in texts), return_exceptions=True
+        )
+
+    loop_thread = threading.get_ident()
+    results = asyncio.run(main())
+    assert results[:2] == [[10], [20, 30]]
+    assert isinstance(results[2], KeyError)
+    assert encoder.calls == [4]
+    assert len(set(threads)) == 1 and loop_thread not in threads

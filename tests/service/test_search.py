@@ -154,3 +154,24 @@ def test_search_without_a_model_is_409_saying_how_to_train(
     assert "POST /v1/model/train" in error["message"]
     assert bare_client.get("/v1/documents/x/similar").status_code == 409
     assert bare_client.get("/v1/buckets/00ff").status_code == 409
+
+
+def test_bodies_follow_the_documented_schemas_exactly(
+    indexed: TestClient, corpus: list[dict[str, Any]]
+) -> None:
+    """The handlers serialise plain dicts; each must be what the response model would write."""
+    from service.schemas import BatchSearchResponse, SearchResponse
+
+    query = {"q": corpus[2]["text"], "radius": 2, "limit": 5}
+    bodies = [
+        indexed.get("/v1/search", params=query).json(),
+        indexed.post("/v1/search", json={**query, "include_text": True}).json(),
+        indexed.get(f"/v1/documents/{corpus[2]['id']}/similar", params={"radius": 2}).json(),
+    ]
+    for body in bodies:
+        assert body["hits"], "the check needs hits"
+        assert SearchResponse.model_validate(body).model_dump(mode="json") == body
+    batch = indexed.post("/v1/search", json={"queries": [query["q"]] * 2, "nearest": True}).json()
+    assert BatchSearchResponse.model_validate(batch).model_dump(mode="json") == batch
+    spec = indexed.get("/openapi.json").json()["paths"]["/v1/search"]["get"]["responses"]["200"]
+    assert spec["content"]["application/json"]["schema"]["$ref"].endswith("/SearchResponse")
