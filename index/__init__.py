@@ -1,7 +1,7 @@
 """Hash index over binary codes and the durable document store (no torch imports here)."""
 
 from index.codes import code_to_hex, hex_to_code
-from index.hash_index import HashIndex, Hit
+from index.hash_index import BatchHits, HashIndex, Hit
 from index.sqlite_store import SQLiteStore
 from index.store import (
     DocumentStore,
@@ -13,6 +13,7 @@ from index.store import (
 )
 
 __all__ = [
+    "BatchHits",
     "DocumentStore",
     "DuplicateIdError",
     "HashIndex",

@@ -1,11 +1,13 @@
 """`HashIndex`: exact in-memory semantic-hashing table from codes to client ids.
 
-Layout: codes live word-major in `_words` (W, capacity) uint64, indexed by dense internal rows that
-are handed out in insertion order of the ids (an upsert that changes a code keeps the row). Buckets
-are two `BucketTable`s: a large `main` rebuilt now and then, and a small `delta` holding the rows
-written since; `_where[row]` says which table holds a row's current entry (or none once removed),
-so stale entries are skipped without rewriting the big table. Results are ordered by (Hamming
-distance, row). A readers-writer lock makes every batch write atomic for concurrent readers.
+Layout: codes live word-major in `_words` (W, capacity) uint64 (uint32 for codes of at most 32
+bits), indexed by dense internal rows that are handed out in insertion order of the ids (an upsert
+that changes a code keeps the row). Buckets are two `BucketTable`s: a large `main` rebuilt now and
+then, and a small `delta` holding the rows written since; `_where[row]` says which table holds a
+row's current entry (or none once removed), so stale entries are skipped without rewriting the big
+table. Results are ordered by (Hamming
+distance, row). Probes and scans run in compiled loops (`kernels`); batch answers come as arrays
+(`BatchHits`) or as lists. A readers-writer lock makes every batch write atomic for readers.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import itertools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from index.bucket_table import BucketTable, bucket_key, bucket_keys
+from index.bucket_table import KEY_TABLES, BucketTable, bucket_key, bucket_keys
 from index.codes import (
     WORD_BITS,
     as_code_array,
@@ -27,8 +30,9 @@ from index.codes import (
     words_per_code,
     words_to_codes,
 )
-from index.hamming import ball_masks, ball_size, hamming_distances, shell_range_masks
+from index.hamming import ball_size, shell_range_masks
 from index.id_table import IdTable
+from index.kernels import DEAD_DISTANCE, probe_balls, scan_distances, smallest_rows
 from index.rwlock import ReadWriteLock
 
 Hit = tuple[str, int]
@@ -37,7 +41,6 @@ Keep = Callable[[str], bool]
 REMOVED = 0
 IN_MAIN = 1
 IN_DELTA = 2
-DEAD_DISTANCE = 255
 # Probing one key costs about as much as scanning this many codes (measured at 1 M codes);
 # nearest() grows the radius only while the ball's probes cost under 1/PROBE_BUDGET_FRACTION of one
 # scan of every code, so a fruitless probe adds at most that fraction to the scan that follows.
@@ -47,7 +50,8 @@ PROBE_BUDGET_FRACTION = 4
 MAX_NEAREST_PROBES = 1 << 16
 MIN_DELTA_BEFORE_MERGE = 4096
 MERGE_FRACTION = 32
-MAX_PROBES_PER_CHUNK = 1 << 21
+# Batch probes split into per-thread chunks of at least this many queries.
+MIN_QUERIES_PER_THREAD = 64
 
 
 class HashIndex:
@@ -59,8 +63,10 @@ class HashIndex:
         # Bucket tables hold 32 key bits below their directory bits: exact only for codes of at
         # most 32 bits, so longer codes are confirmed against `_words`.
         self._confirm_codes = self.bits > 32
+        # Codes of at most 32 bits are stored as uint32 (the top half of their only word).
+        self._word_dtype = np.uint32 if self.bits <= 32 else np.uint64
         self._ids = IdTable()
-        self._words = np.zeros((self._num_words, 1024), dtype=np.uint64)
+        self._words = np.zeros((self._num_words, 1024), dtype=self._word_dtype)
         self._where = np.zeros(1024, dtype=np.uint8)
         self._main = BucketTable.empty()
         self._delta = BucketTable.empty()
@@ -96,7 +102,7 @@ class HashIndex:
             row = self._ids.find(doc_id)
             if row < 0:
                 return None
-            return words_to_codes(self._words[:, row][None, :], self.bits)[0].tobytes()
+            return words_to_codes(self._words64([row]), self.bits)[0].tobytes()
 
     # ---- writes --------------------------------------------------------------------------
     def upsert(self, ids: Sequence[str], codes: np.ndarray) -> None:
@@ -113,13 +119,14 @@ class HashIndex:
             self._ensure_capacity(self._ids.rows)
             last = _last_occurrences(rows)
             rows, words = rows[last], words[last]
+            stored = self._stored(words)
             changed = (self._where[rows] != IN_MAIN) | np.any(
-                words != self._words[:, rows].T, axis=1
+                stored != self._words[:, rows].T, axis=1
             )
-            rows, words = rows[changed], words[changed]
+            rows, stored = rows[changed], stored[changed]
             if np.any(self._where[rows] == IN_MAIN):
                 self._main_is_current = False
-            self._words[:, rows] = words.T
+            self._words[:, rows] = stored.T
             self._where[rows] = IN_DELTA
             self._rebuild_delta(extra_rows=rows)
 
@@ -143,7 +150,7 @@ class HashIndex:
             raise ValueError(f"got {len(ids)} ids but {len(codes)} codes")
         index._ids = IdTable.from_ids(ids)
         words = codes_to_words(codes)
-        index._words = np.ascontiguousarray(words.T)
+        index._words = np.ascontiguousarray(index._stored(words).T)
         index._where = np.full(len(ids), IN_MAIN, dtype=np.uint8)
         index._main = BucketTable(bucket_keys(words), np.arange(len(ids), dtype=np.int32))
         return index
@@ -152,7 +159,7 @@ class HashIndex:
         """Every indexed (id, code), in row order: ids and (n, bits/8) uint8 codes."""
         with self._lock.reading():
             rows = self._live_rows()
-            return self._ids.ids_of(rows), words_to_codes(self._words[:, rows].T, self.bits)
+            return self._ids.ids_of(rows), words_to_codes(self._words64(rows), self.bits)
 
     # ---- queries -------------------------------------------------------------------------
     def bucket(self, code: bytes, keep: Keep | None = None) -> list[str]:
@@ -168,45 +175,69 @@ class HashIndex:
         radius = _check_radius(radius, self.bits)
         query = self._query_ints(code)
         with self._lock.reading():
-            distances, rows = self._probe(query, 0, radius)
+            _, rows, distances = self._probe(np.array([query], dtype=np.uint64), 0, radius)
             hits = self._hits(distances, rows)
         return hits if keep is None else [hit for hit in hits if keep(hit[0])]
 
     def nearest(self, code: bytes, k: int, keep: Keep | None = None) -> list[Hit]:
         """The k ids closest to `code` (passing `keep`), by (distance, insertion order)."""
         k = _check_k(k)
-        query = np.array(self._query_ints(code), dtype=np.uint64)
+        query = self._query_ints(code)
         with self._lock.reading():
-            return self._nearest(query, k, keep)
+            return self._hits(*self._nearest(query, k, keep))
 
     def bucket_many(self, codes: np.ndarray) -> list[list[str]]:
         """`bucket` for each row of a (n, bits/8) uint8 array."""
         return [[doc_id for doc_id, _ in hits] for hits in self.ball_many(codes, 0)]
 
     def ball_many(self, codes: np.ndarray, radius: int) -> list[list[Hit]]:
-        """`ball` for each row of a (n, bits/8) uint8 array, probing all queries together."""
-        radius = _check_radius(radius, self.bits)
-        queries = codes_to_words(as_code_array(codes, self.bits))
-        masks, weights = ball_masks(self.bits, radius)
-        mask_keys = _mask_keys(self.bits, 0, radius)
-        chunk = max(1, MAX_PROBES_PER_CHUNK // len(masks))
-        results: list[list[Hit]] = []
-        with self._lock.reading():
-            for start in range(0, len(queries), chunk):
-                chunk_queries = queries[start : start + chunk]
-                results.extend(self._ball_chunk(chunk_queries, masks, mask_keys, weights))
-        return results
+        """`ball` for each row of a (n, bits/8) uint8 array."""
+        return self.ball_many_arrays(codes, radius).to_lists()
 
     def nearest_many(self, codes: np.ndarray, k: int) -> list[list[Hit]]:
-        """`nearest` for each row of a (n, bits/8) uint8 array; scans run on several threads."""
-        k = _check_k(k)
+        """`nearest` for each row of a (n, bits/8) uint8 array."""
+        return self.nearest_many_arrays(codes, k).to_lists()
+
+    def bucket_many_arrays(self, codes: np.ndarray) -> BatchHits:
+        """`bucket_many` as arrays (every distance 0); ids are resolved only when asked for."""
+        return self.ball_many_arrays(codes, 0)
+
+    def ball_many_arrays(self, codes: np.ndarray, radius: int) -> BatchHits:
+        """`ball_many` as arrays; query chunks are probed on several threads."""
+        radius = _check_radius(radius, self.bits)
         queries = codes_to_words(as_code_array(codes, self.bits))
-        workers = min(os.cpu_count() or 1, len(queries))
+        chunks = _chunks(len(queries), _workers(len(queries), MIN_QUERIES_PER_THREAD))
         with self._lock.reading():
-            if workers <= 1:
-                return [self._nearest(query, k, None) for query in queries]
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                return list(pool.map(lambda query: self._nearest(query, k, None), queries))
+            parts = _map_threads(lambda span: self._probe(queries[span], 0, radius), chunks)
+        offsets, rows, distances = _join_csr(parts)
+        return BatchHits(offsets, rows, distances, self._ids_of_locked)
+
+    def nearest_many_arrays(self, codes: np.ndarray, k: int) -> BatchHits:
+        """`nearest_many` as arrays; queries run on several threads (kernels release the GIL)."""
+        k = _check_k(k)
+        queries = [self._query_ints(code.tobytes()) for code in as_code_array(codes, self.bits)]
+        with self._lock.reading():
+            answers = _map_threads(
+                lambda query: self._nearest(query, k, None), queries, _workers(len(queries), 1)
+            )
+        sizes = [len(rows) for _, rows in answers]
+        offsets = np.zeros(len(answers) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        distances = np.concatenate([d for d, _ in answers] or [np.zeros(0, np.uint8)])
+        rows = np.concatenate([r for _, r in answers] or [np.zeros(0, np.int32)])
+        return BatchHits(
+            offsets, rows.astype(np.int32), distances.astype(np.uint8), self._ids_of_locked
+        )
+
+    def warm_up(self) -> None:
+        """Compile, or load from numba's disk cache, the kernels of this code length's queries.
+
+        Start-up calls it so the first query does not pay that (~1 s cached, ~10 s compiled).
+        """
+        spare = HashIndex(self.bits)
+        spare.upsert(["warm-up"], np.zeros((1, self.bits // 8), dtype=np.uint8))
+        spare.ball(bytes(self.bits // 8), 1)
+        spare.nearest(bytes(self.bits // 8), 1)
 
     # ---- statistics ----------------------------------------------------------------------
     def num_buckets(self) -> int:
@@ -221,7 +252,7 @@ class HashIndex:
             return {}
         # One opaque item per code (raw bytes) so np.unique sorts a 1-D array.
         _, sizes = np.unique(
-            codes.view(np.dtype((np.void, 8 * self._num_words))), return_counts=True
+            codes.view(np.dtype((np.void, codes.itemsize * self._num_words))), return_counts=True
         )
         size_values, bucket_counts = np.unique(sizes, return_counts=True)
         return dict(zip(size_values.tolist(), bucket_counts.tolist(), strict=True))
@@ -255,7 +286,7 @@ class HashIndex:
         capacity = max(capacity, 1024)
         while capacity < rows:
             capacity *= 2
-        words = np.zeros((self._num_words, capacity), dtype=np.uint64)
+        words = np.zeros((self._num_words, capacity), dtype=self._word_dtype)
         words[:, : len(self._where)] = self._words
         where = np.zeros(capacity, dtype=np.uint8)
         where[: len(self._where)] = self._where
@@ -267,18 +298,18 @@ class HashIndex:
 
     def _rebuild_delta(self, extra_rows: np.ndarray) -> None:
         """Rebuild the delta table from its still-current rows plus `extra_rows`; merge if big."""
-        old = self._delta.entry_rows
+        old = self._delta.rows
         old = old[self._where[old] == IN_DELTA].astype(np.intp)
         rows = np.union1d(old, extra_rows).astype(np.intp)
         if len(rows) > max(MIN_DELTA_BEFORE_MERGE, self._ids.rows // MERGE_FRACTION):
             self._merge()
             return
-        self._delta = BucketTable(bucket_keys(self._words[:, rows].T), rows)
+        self._delta = BucketTable(bucket_keys(self._words64(rows)), rows)
 
     def _merge(self) -> None:
         """Rebuild the main table from every live row and empty the delta."""
         rows = self._live_rows()
-        self._main = BucketTable(bucket_keys(self._words[:, rows].T), rows)
+        self._main = BucketTable(bucket_keys(self._words64(rows)), rows)
         self._main_is_current = True
         self._where[rows] = IN_MAIN
         self._delta = BucketTable.empty()
@@ -297,92 +328,47 @@ class HashIndex:
             rows = [row for row in rows if self._words[:, row].tolist() == query]
         return rows
 
-    def _probe(self, query: list[int], first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
-        """(distance, row) of every document within shells first..last of `query` (W ints)."""
-        _, weights = shell_range_masks(self.bits, first, last)
-        mask_keys = _mask_keys(self.bits, first, last)
-        query_key = bucket_key(query)
-        found_probes, found_rows = [], []
-        for table, tag in ((self._main, IN_MAIN), (self._delta, IN_DELTA)):
-            if not len(table):
-                continue
-            probe_index, rows = table.lookup_xor(query_key, mask_keys, (self.bits, first, last))
-            if tag == IN_MAIN and self._main_is_current and not self._confirm_codes:
-                found_probes.append(probe_index)
-                found_rows.append(rows)
-                continue
-            if tag == IN_MAIN and self._main_is_current:
-                current = np.ones(len(rows), dtype=bool)
-            else:
-                current = self._where[rows] == tag
-            if self._confirm_codes:
-                for w, mask_words in enumerate(_mask_words(self.bits, first, last)):
-                    current &= self._words[w, rows] == (mask_words[probe_index] ^ query[w])
-            found_probes.append(probe_index[current])
-            found_rows.append(rows[current])
-        if len(found_rows) == 1:
-            return weights[found_probes[0]], found_rows[0]
-        if not found_rows:
-            return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int32)
-        return weights[np.concatenate(found_probes)], np.concatenate(found_rows)
-
-    def _lookup(self, probes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probe index, row) of every current entry whose code equals one of the (m, W) probes.
-
-        `keys` are the probes' bucket keys.
-        """
-        found_probes, found_rows = [], []
-        for table, tag in ((self._main, IN_MAIN), (self._delta, IN_DELTA)):
-            if not len(table):
-                continue
-            probe_index, rows = table.lookup(keys)
-            if tag == IN_MAIN and self._main_is_current and not self._confirm_codes:
-                found_probes.append(probe_index)
-                found_rows.append(rows)
-                continue
-            current = self._where[rows] == tag
-            if self._confirm_codes:
-                current &= self._words[0, rows] == probes[probe_index, 0]
-                for w in range(1, self._num_words):
-                    current &= self._words[w, rows] == probes[probe_index, w]
-            found_probes.append(probe_index[current])
-            found_rows.append(rows[current])
-        if len(found_rows) == 1:
-            return found_probes[0], found_rows[0]
-        if not found_rows:
-            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int32)
-        return np.concatenate(found_probes), np.concatenate(found_rows)
+    def _probe(
+        self, queries: np.ndarray, first: int, last: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CSR offsets, rows and distances of the documents within shells first..last of each
+        (q, W) uint64 query, ordered by (distance, row) per query."""
+        masks, weights = shell_range_masks(self.bits, first, last)
+        tables = (
+            self._main.kernel_view(IN_MAIN, check_where=not self._main_is_current),
+            self._delta.kernel_view(IN_DELTA, check_where=True),
+        )
+        return probe_balls(
+            queries,
+            KEY_TABLES,
+            _mask_keys(self.bits, first, last),
+            masks,
+            weights,
+            tables,
+            self._where,
+            self._words,
+            self._confirm_codes,
+        )
 
     def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
-        """(id, distance) pairs ordered by (distance, row)."""
-        if len(rows) <= 1:
-            return list(zip(self._ids.ids_of(rows), distances.tolist(), strict=True))
-        order = np.lexsort((rows, distances))
-        ids = self._ids.ids_of(rows[order])
-        return list(zip(ids, distances[order].tolist(), strict=True))
+        """(id, distance) pairs of rows already ordered by (distance, row)."""
+        return list(zip(self._ids.ids_of(rows), distances.tolist(), strict=True))
 
-    def _ball_chunk(
-        self, queries: np.ndarray, masks: np.ndarray, mask_keys: np.ndarray, weights: np.ndarray
-    ) -> list[list[Hit]]:
-        """Ball results of several (q, W) queries from one vectorised lookup."""
-        probes = (queries[:, None, :] ^ masks[None, :, :]).reshape(-1, self._num_words)
-        # Keys are linear: a probe's key is its query's key XOR its mask's key.
-        keys = (bucket_keys(queries)[:, None] ^ mask_keys[None, :]).ravel()
-        probe_index, rows = self._lookup(probes, keys)
-        query_of = probe_index // len(masks)
-        distances = weights[probe_index % len(masks)]
-        order = np.lexsort((rows, distances, query_of))
-        ids = self._ids.ids_of(rows[order])
-        distance_list = distances[order].tolist()
-        bounds = np.searchsorted(query_of[order], np.arange(len(queries) + 1)).tolist()
-        return [
-            list(zip(ids[lo:hi], distance_list[lo:hi], strict=True))
-            for lo, hi in itertools.pairwise(bounds)
-        ]
+    def _ids_of_locked(self, rows: np.ndarray) -> list[str]:
+        """Ids of `rows`, under the read lock (for `BatchHits`, read after the query returned)."""
+        with self._lock.reading():
+            return self._ids.ids_of(rows)
 
-    def _nearest(self, query: np.ndarray, k: int, keep: Keep | None) -> list[Hit]:
-        """Probe the bucket, then the widest ball worth probing; scan when that is not enough."""
+    def _nearest(
+        self, query: list[int], k: int, keep: Keep | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, rows) of the k nearest rows passing `keep`, by (distance, row).
+
+        Probe the bucket, then the widest ball worth probing; scan when that is not enough.
+        """
         live = len(self._ids)
+        if live < PROBE_COST_IN_CODES * PROBE_BUDGET_FRACTION:
+            return self._scan(query, k, keep, _NO_DISTANCES, _NO_ROWS, -1)
         radius = 0
         while radius < self.bits:
             probes = ball_size(self.bits, radius + 1)
@@ -390,65 +376,161 @@ class HashIndex:
             if probe_cost > live or probes > MAX_NEAREST_PROBES:
                 break
             radius += 1
-        if ball_size(self.bits, 0) * PROBE_COST_IN_CODES * PROBE_BUDGET_FRACTION > live:
-            return self._scan(query, k, keep, [], -1)
-        hits: list[Hit] = []
-        probed = -1
-        query_ints = query.tolist()
+        words = np.array([query], dtype=np.uint64)
+        found_distances, found_rows = [], []
+        have, probed = 0, -1
         for shells in ((0, 0), (1, radius)):
             if shells[0] > shells[1]:
                 break
-            distances, rows = self._probe(query_ints, *shells)
-            hits.extend(self._best_hits(distances, rows, k - len(hits), keep))
+            _, rows, distances = self._probe(words, *shells)
+            if keep is not None:
+                distances, rows = self._passing(distances, rows, keep, k - have)
+            found_distances.append(distances[: k - have])
+            found_rows.append(rows[: k - have])
+            have += len(found_rows[-1])
             probed = shells[1]
-            if len(hits) >= k:
-                return hits[:k]
-        return self._scan(query, k, keep, hits, probed)
+            if have >= k:
+                break
+        distances, rows = np.concatenate(found_distances), np.concatenate(found_rows)
+        if have >= k:
+            return distances, rows
+        return self._scan(query, k, keep, distances, rows, probed)
 
-    def _best_hits(
-        self, distances: np.ndarray, rows: np.ndarray, k: int, keep: Keep | None
-    ) -> list[Hit]:
-        """Up to k (id, distance) by (distance, row) passing `keep`, mapping only needed ids."""
-        order = np.lexsort((rows, distances))
-        if keep is None:
-            order = order[:k]
-            return list(zip(self._ids.ids_of(rows[order]), distances[order].tolist(), strict=True))
-        hits: list[Hit] = []
-        step = max(4 * k, 256)
-        for start in range(0, len(order), step):
-            chunk = order[start : start + step]
-            for doc_id, dist in zip(
-                self._ids.ids_of(rows[chunk]), distances[chunk].tolist(), strict=True
-            ):
+    def _passing(
+        self, distances: np.ndarray, rows: np.ndarray, keep: Keep, limit: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The first `limit` (distance, row) pairs whose id passes `keep` (ids read in chunks)."""
+        kept: list[int] = []
+        step = max(4 * limit, 256)
+        for start in range(0, len(rows), step):
+            chunk = np.arange(start, min(start + step, len(rows)))
+            for position, doc_id in zip(chunk.tolist(), self._ids.ids_of(rows[chunk]), strict=True):
                 if keep(doc_id):
-                    hits.append((doc_id, dist))
-                    if len(hits) == k:
-                        return hits
-        return hits
+                    kept.append(position)
+                    if len(kept) == limit:
+                        return distances[kept], rows[kept]
+        return distances[kept], rows[kept]
 
     def _scan(
-        self, query: np.ndarray, k: int, keep: Keep | None, found: list[Hit], radius: int
-    ) -> list[Hit]:
-        """Exact k nearest by computing every distance; `found` holds the hits within `radius`."""
-        distances = hamming_distances(self._words[:, : self._ids.rows], query)
-        distances[self._removed_rows] = DEAD_DISTANCE
+        self,
+        query: list[int],
+        k: int,
+        keep: Keep | None,
+        found_distances: np.ndarray,
+        found_rows: np.ndarray,
+        radius: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k nearest by computing every distance; `found_*` hold the hits within `radius`."""
+        stored_query = self._stored(np.array([query], dtype=np.uint64))[0]
+        distances = scan_distances(
+            self._words[:, : self._ids.rows], stored_query, self._removed_rows
+        )
         if keep is None:
-            rows = _smallest_rows(distances, min(k, len(self._ids)))
-            return self._hits(distances[rows], rows)
-        hits = list(found)
+            rows = smallest_rows(distances, min(k, len(self._ids)))
+            return distances[rows], rows.astype(np.int32)
+        kept_distances, kept_rows = [found_distances], [found_rows]
+        have = len(found_rows)
         order = np.argsort(distances, kind="stable")
         start = int(np.count_nonzero(distances <= radius))
         step = max(4 * k, 256)
-        while len(hits) < k and start < len(order):
+        while have < k and start < len(order):
             rows = order[start : start + step]
             rows = rows[distances[rows] != DEAD_DISTANCE]
-            for doc_id, dist in zip(self._ids.ids_of(rows), distances[rows].tolist(), strict=True):
-                if keep(doc_id):
-                    hits.append((doc_id, dist))
-                    if len(hits) == k:
-                        break
+            chunk_distances, chunk_rows = self._passing(distances[rows], rows, keep, k - have)
+            kept_distances.append(chunk_distances)
+            kept_rows.append(chunk_rows.astype(np.int32))
+            have += len(chunk_rows)
             start += step
-        return hits
+        return np.concatenate(kept_distances), np.concatenate(kept_rows)
+
+    def _stored(self, words: np.ndarray) -> np.ndarray:
+        """(n, W) uint64 code words in the stored dtype (the top 32 bits for short codes)."""
+        if self._word_dtype == np.uint64:
+            return words
+        return (words >> np.uint64(32)).astype(np.uint32)
+
+    def _words64(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(len(rows), W) uint64 code words of stored rows."""
+        stored = self._words[:, rows].T
+        if self._word_dtype == np.uint64:
+            return np.ascontiguousarray(stored)
+        return stored.astype(np.uint64) << np.uint64(32)
+
+
+@dataclass(frozen=True)
+class BatchHits:
+    """Answers to a batch of queries as arrays (the form FAISS returns); ids resolved on demand.
+
+    Query i's hits are `rows[offsets[i]:offsets[i + 1]]` (internal int32 rows) with `distances`
+    (uint8) at the same positions, ordered by (distance, row). Rows are never reused, so they
+    resolve to their ids even after those documents were removed.
+    """
+
+    offsets: np.ndarray
+    rows: np.ndarray
+    distances: np.ndarray
+    resolve: Callable[[np.ndarray], list[str]] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def ids(self, query: int) -> list[str]:
+        """Ids of query `query`'s hits, in order."""
+        return self.resolve(self.rows[self.offsets[query] : self.offsets[query + 1]])
+
+    def hits(self, query: int) -> list[Hit]:
+        """(id, distance) of query `query`'s hits, in order."""
+        lo, hi = self.offsets[query], self.offsets[query + 1]
+        return list(
+            zip(self.resolve(self.rows[lo:hi]), self.distances[lo:hi].tolist(), strict=True)
+        )
+
+    def to_lists(self) -> list[list[Hit]]:
+        """Every query's (id, distance) list (one Python tuple per hit: slow for many hits)."""
+        hits = list(zip(self.resolve(self.rows), self.distances.tolist(), strict=True))
+        bounds = self.offsets.tolist()
+        return [hits[lo:hi] for lo, hi in itertools.pairwise(bounds)]
+
+
+_NO_DISTANCES = np.zeros(0, dtype=np.uint8)
+_NO_ROWS = np.zeros(0, dtype=np.int32)
+
+
+def _workers(tasks: int, min_per_worker: int) -> int:
+    """Threads worth using for `tasks` tasks of which each thread should get `min_per_worker`."""
+    return max(1, min(os.cpu_count() or 1, tasks // max(1, min_per_worker)))
+
+
+def _chunks(count: int, parts: int) -> list[slice]:
+    """`parts` contiguous slices covering range(count)."""
+    bounds = np.linspace(0, count, parts + 1).astype(int).tolist()
+    return [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
+
+
+def _map_threads(function: Callable, items: Sequence, workers: int | None = None) -> list:
+    """`function` over `items` in order, on `workers` threads (default: one per item)."""
+    workers = len(items) if workers is None else workers
+    if workers <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(function, items))
+
+
+def _join_csr(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenate (offsets, rows, distances) CSR pieces into one."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets, shift = [np.zeros(1, dtype=np.int64)], 0
+    for part_offsets, rows, _ in parts:
+        offsets.append(part_offsets[1:] + shift)
+        shift += len(rows)
+    return (
+        np.concatenate(offsets),
+        np.concatenate([rows for _, rows, _ in parts]),
+        np.concatenate([distances for _, _, distances in parts]),
+    )
 
 
 @lru_cache(maxsize=64)
@@ -458,34 +540,6 @@ def _mask_keys(bits: int, first: int, last: int) -> np.ndarray:
     keys = bucket_keys(masks)
     keys.setflags(write=False)
     return keys
-
-
-@lru_cache(maxsize=64)
-def _mask_words(bits: int, first: int, last: int) -> tuple[np.ndarray, ...]:
-    """Word w of every mask of shells first..last, one contiguous array per word (read-only)."""
-    masks, _ = shell_range_masks(bits, first, last)
-    words = tuple(np.ascontiguousarray(masks[:, w]) for w in range(masks.shape[1]))
-    for word in words:
-        word.setflags(write=False)
-    return words
-
-
-def _smallest_rows(distances: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the k smallest distances (k at most the number of live rows), by (distance, row).
-
-    The k-th distance is estimated from a sample, then one pass keeps every row at or below a
-    threshold one above it; if that misses some of the k, the threshold grows and it repeats.
-    """
-    if k == 0:
-        return np.zeros(0, dtype=np.intp)
-    sample = distances[:: max(1, len(distances) // 16384)]
-    cumulative = np.cumsum(np.bincount(sample, minlength=256)) * (len(distances) / len(sample))
-    threshold = min(int(np.searchsorted(cumulative, k)) + 1, DEAD_DISTANCE - 1)
-    while True:
-        rows = np.flatnonzero(distances <= threshold)
-        if len(rows) >= k:
-            return rows[np.argsort(distances[rows], kind="stable")][:k]
-        threshold = min(threshold + 2, DEAD_DISTANCE - 1)
 
 
 def _last_occurrences(rows: np.ndarray) -> np.ndarray:

@@ -171,4 +171,6 @@ class DocumentStore(ABC):
             all_ids.extend(ids)
             batches.append(codes)
         codes = np.concatenate(batches) if batches else np.zeros((0, bits // 8), np.uint8)
-        return HashIndex.from_arrays(bits, all_ids, codes)
+        index = HashIndex.from_arrays(bits, all_ids, codes)
+        index.warm_up()
+        return index

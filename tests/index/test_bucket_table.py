@@ -1,11 +1,13 @@
-"""BucketTable and bucket keys: linearity of keys and the XOR probe path against the general one."""
+"""BucketTable and bucket keys: linearity of keys, and the probe kernel against a brute force."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from index.bucket_table import BucketTable, bucket_key, bucket_keys
+from index.bucket_table import KEY_TABLES, BucketTable, bucket_key, bucket_keys
+from index.hamming import ball_masks
+from index.kernels import probe_balls
 
 
 def random_words(rng: np.random.Generator, n: int, num_words: int) -> np.ndarray:
@@ -36,19 +38,35 @@ def test_one_word_keys_are_a_bijection_that_keeps_low_zero_bits() -> None:
 
 
 @pytest.mark.parametrize("skewed", [False, True])
-def test_lookup_xor_equals_lookup_of_the_probe_keys(skewed: bool) -> None:
+def test_probe_kernel_finds_exactly_the_rows_with_each_probed_code(skewed: bool) -> None:
     rng = np.random.default_rng(3)
     codes = random_words(rng, 5000, 1) & np.uint64(0xFFFFFFFF00000000)
+    codes[200:260] = codes[:60] ^ np.uint64(1 << 40)  # neighbours at distance 1
     if skewed:
-        codes[:100] = codes[0]  # one bucket longer than any window: the general path
+        codes[:100] = codes[0]  # one bucket far longer than a cell: found by bisection
     table = BucketTable(bucket_keys(codes), np.arange(len(codes), dtype=np.int32))
-    masks = np.uint64(1) << np.arange(32, 64, dtype=np.uint64)
-    mask_keys = bucket_keys(np.concatenate([[0], masks]).astype(np.uint64)[:, None])
-    for query in codes[:50, 0]:
-        query_key = bucket_key([int(query)])
-        expected = table.lookup(mask_keys ^ np.uint64(query_key))
-        got = table.lookup_xor(query_key, mask_keys, "ball-1")
-        assert sorted(zip(*[a.tolist() for a in got], strict=True)) == sorted(
-            zip(*[a.tolist() for a in expected], strict=True)
+    masks, weights = ball_masks(32, 1)
+    masks = masks << np.uint64(32)  # 32-bit codes sit in the top half of their word
+    where = np.ones(len(codes), dtype=np.uint8)
+    queries = codes[:50]
+    offsets, rows, distances = probe_balls(
+        queries,
+        KEY_TABLES,
+        bucket_keys(masks),
+        masks,
+        weights,
+        (table.kernel_view(1, check_where=False),),
+        where,
+        codes.T.copy(),
+        False,
+    )
+    for q, query in enumerate(queries[:, 0]):
+        lo, hi = offsets[q], offsets[q + 1]
+        got = list(zip(distances[lo:hi].tolist(), rows[lo:hi].tolist(), strict=True))
+        expected = sorted(
+            (int(weight), row)
+            for mask, weight in zip(masks[:, 0], weights, strict=True)
+            for row in np.flatnonzero(codes[:, 0] == (query ^ mask)).tolist()
         )
-        assert int(query) in [int(codes[row, 0]) for row in got[1].tolist()]
+        assert got == expected
+        assert (0, q) in got

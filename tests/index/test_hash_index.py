@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from index import hash_index
-from index.hash_index import HashIndex
+from index import hash_index, kernels
+from index.hash_index import BatchHits, HashIndex
 from tests.index.oracle import OracleIndex
 
 ID_POOL = ["a", "b", "c", "d", "e", "f", "g", "h", "doc-10", "ü-11", "x" * 40, "12"]
@@ -38,7 +38,7 @@ def keep_some(doc_id: str) -> bool:
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[int, list[int], list[tuple[str, object]]]:
     """A code length, a few query codes, and a sequence of upserts/removes with many ties."""
-    bits = draw(st.sampled_from([8, 16, 64, 72, 128]))
+    bits = draw(st.sampled_from([8, 16, 24, 32, 64, 72, 128]))
     bases = draw(st.lists(st.integers(0, 2**bits - 1), min_size=1, max_size=4))
 
     def near_code() -> st.SearchStrategy[int]:
@@ -62,6 +62,18 @@ def scenarios(draw: st.DrawFn) -> tuple[int, list[int], list[tuple[str, object]]
     return bits, queries, ops
 
 
+def check_arrays(result: BatchHits, expected: list[list[tuple[str, int]]]) -> None:
+    """An array-form batch answer holds exactly the expected hits, query by query."""
+    assert len(result) == len(expected)
+    assert result.rows.dtype == np.int32 and result.distances.dtype == np.uint8
+    assert result.offsets[0] == 0 and result.offsets[-1] == len(result.rows) == len(
+        result.distances
+    )
+    assert [result.hits(q) for q in range(len(result))] == expected
+    assert [result.ids(q) for q in range(len(result))] == [[i for i, _ in e] for e in expected]
+    assert result.to_lists() == expected
+
+
 def check_against_oracle(index: HashIndex, oracle: OracleIndex, queries: list[int]) -> None:
     """Every query form of `index` equals the oracle's answer."""
     bits = index.bits
@@ -74,12 +86,14 @@ def check_against_oracle(index: HashIndex, oracle: OracleIndex, queries: list[in
     for radius in (0, 1, 2, 3):
         expected_balls = [oracle.ball(q, radius) for q in queries]
         assert index.ball_many(batch, radius) == expected_balls
+        check_arrays(index.ball_many_arrays(batch, radius), expected_balls)
         for q, expected in zip(queries, expected_balls, strict=True):
             assert index.ball(to_bytes(q, bits), radius) == expected
             assert index.ball(to_bytes(q, bits), radius, keep_some) == oracle.ball(
                 q, radius, keep_some
             )
     assert index.bucket_many(batch) == [[i for i, _ in oracle.ball(q, 0)] for q in queries]
+    check_arrays(index.bucket_many_arrays(batch), [oracle.ball(q, 0) for q in queries])
     for q in queries:
         assert index.bucket(to_bytes(q, bits)) == [i for i, _ in oracle.ball(q, 0)]
         assert index.bucket(to_bytes(q, bits), keep_some) == [
@@ -87,6 +101,7 @@ def check_against_oracle(index: HashIndex, oracle: OracleIndex, queries: list[in
         ]
     for k in (1, 3, 20):
         assert index.nearest_many(batch, k) == [oracle.nearest(q, k) for q in queries]
+        check_arrays(index.nearest_many_arrays(batch, k), [oracle.nearest(q, k) for q in queries])
         for q in queries:
             assert index.nearest(to_bytes(q, bits), k) == oracle.nearest(q, k)
             assert index.nearest(to_bytes(q, bits), k, keep_some) == oracle.nearest(q, k, keep_some)
@@ -171,6 +186,26 @@ def test_bulk_built_index_accepts_writes(count: int) -> None:
     assert len(index) == count
     expected = {0: [], 1: [("d0", 27)], 3000: [("d1", 0)]}[count]  # 0x07 has 3 bits set
     assert index.nearest(bytes(9), 1) == expected
+
+
+def test_batch_arrays_resolve_ids_after_the_documents_are_removed() -> None:
+    """Rows are never reused, so an answer read after a remove still names the right ids."""
+    index = HashIndex(32)
+    index.upsert(["a", "b", "c"], to_array([5, 5, 4], 32))
+    result = index.ball_many_arrays(to_array([5, 9], 32), 1)
+    index.remove(["a", "c"])
+    index.upsert(["d"], to_array([5], 32))
+    assert result.hits(0) == [("a", 0), ("b", 0), ("c", 1)]
+    assert result.hits(1) == []
+    assert result.offsets.tolist() == [0, 3, 3]
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_warm_up_compiles_the_query_kernels(bits: int) -> None:
+    """After warm_up, the probe and scan kernels hold a compiled version for these codes."""
+    HashIndex(bits).warm_up()
+    for kernel in (kernels.probe_balls, kernels.scan_distances, kernels.smallest_rows):
+        assert kernel.signatures
 
 
 def test_bucket_statistics() -> None:

@@ -1,0 +1,274 @@
+"""Compiled loops (numba) for the index's hot paths: distance scans, k-smallest rows, probes.
+
+Each kernel replaces a chain of numpy calls whose fixed cost (1-5 µs each) dominated single
+queries. They release the GIL (`nogil`), so queries on several threads run in parallel, and are
+cached on disk (`cache=True`: numba's cache folder, `NUMBA_CACHE_DIR` to move it), so only the
+first process after an install pays the compile. Codes are word-major (W, n) arrays of uint32
+(codes of at most 32 bits) or uint64 words; results are ordered by (distance, row).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+DEAD_DISTANCE = 255
+SAMPLE_SIZE = 16384
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _popcount(x: np.uint64) -> np.uint64:
+    """Set bits of a uint64 (the SWAR sum; LLVM turns it into a popcount instruction)."""
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return (x * _H01) >> np.uint64(56)
+
+
+@njit(cache=True, nogil=True)
+def scan_distances(words: np.ndarray, query: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """Distance (uint8) from `query` (W,) to each of the n codes of `words` (W, n).
+
+    Rows listed in `removed` get DEAD_DISTANCE, above any real distance (at most 128).
+    """
+    num_words, n = words.shape
+    distances = np.empty(n, dtype=np.uint8)
+    first = words[0]
+    q0 = query[0]
+    for i in range(n):
+        distances[i] = _popcount(np.uint64(first[i] ^ q0))
+    for w in range(1, num_words):
+        row_words = words[w]
+        qw = query[w]
+        for i in range(n):
+            distances[i] += _popcount(np.uint64(row_words[i] ^ qw))
+    for row in removed:
+        distances[row] = DEAD_DISTANCE
+    return distances
+
+
+@njit(cache=True, nogil=True)
+def smallest_rows(distances: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the k smallest distances, by (distance, row); k at most the live rows.
+
+    The k-th distance is estimated from a sample; one pass keeps rows at or below one more than
+    that estimate (raised and repeated in the rare case it keeps fewer than k), then a counting
+    sort by distance, stable in row order, ranks the few kept rows.
+    """
+    n = len(distances)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    step = max(1, n // SAMPLE_SIZE)
+    sample_counts = np.zeros(256, dtype=np.int64)
+    for i in range(0, n, step):
+        sample_counts[distances[i]] += 1
+    scale = n / max(1, (n + step - 1) // step)
+    threshold = 0
+    seen = 0.0
+    while threshold < DEAD_DISTANCE - 1:
+        seen += sample_counts[threshold] * scale
+        if seen >= k:
+            break
+        threshold += 1
+    threshold = min(threshold + 1, DEAD_DISTANCE - 1)
+    while True:
+        kept = _rows_at_most(distances, threshold)
+        if len(kept) >= k:
+            return _rank(distances, kept, k)
+        threshold = min(threshold + 2, DEAD_DISTANCE - 1)
+
+
+@njit(cache=True, nogil=True)
+def _rows_at_most(distances: np.ndarray, threshold: int) -> np.ndarray:
+    """Rows whose distance is at most `threshold`, ascending (a counting pass, then a fill)."""
+    limit = np.uint8(threshold)
+    count = 0
+    for i in range(len(distances)):
+        count += distances[i] <= limit
+    kept = np.empty(count, dtype=np.int64)
+    count = 0
+    for i in range(len(distances)):
+        if distances[i] <= limit:
+            kept[count] = i
+            count += 1
+    return kept
+
+
+@njit(cache=True, nogil=True)
+def _rank(distances: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The first k of ascending `rows` ordered by (distance, row), by a counting sort."""
+    starts = np.zeros(257, dtype=np.int64)
+    for row in rows:
+        starts[distances[row] + 1] += 1
+    for d in range(256):
+        starts[d + 1] += starts[d]
+    ranked = np.empty(len(rows), dtype=np.int64)
+    for row in rows:
+        d = distances[row]
+        ranked[starts[d]] = row
+        starts[d] += 1
+    return ranked[:k]
+
+
+@njit(cache=True, nogil=True)
+def _grown(values: np.ndarray, needed: int) -> np.ndarray:
+    """A copy of `values` with room for at least `needed` entries (doubling)."""
+    size = max(2 * len(values), needed, 16)
+    grown = np.empty(size, dtype=values.dtype)
+    grown[: len(values)] = values
+    return grown
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tag_run(directory: np.ndarray, tags: np.ndarray, shift: np.uint64, key: np.uint64):
+    """[start, stop) of the entries whose tag (top 32 key bits) equals `key`'s, in its cell.
+
+    Tags are sorted within a cell, so the matches are one contiguous run: found by binary
+    search, which costs a couple of comparisons in the usual cell of a few entries.
+    """
+    cell = key >> shift
+    tag = np.uint32(key >> np.uint64(32))
+    lo = directory[cell]
+    hi = directory[cell + np.uint64(1)]
+    while lo < hi:
+        middle = (lo + hi) >> 1
+        if tags[middle] < tag:
+            lo = middle + 1
+        else:
+            hi = middle
+    stop = lo
+    end = directory[cell + np.uint64(1)]
+    while stop < end and tags[stop] == tag:
+        stop += 1
+    return lo, stop
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bucket_key(words: np.ndarray, key_tables: np.ndarray) -> np.uint64:
+    """`bucket_table.bucket_keys` of one code's (W,) uint64 words: XOR of byte-table entries."""
+    key = np.uint64(0)
+    for w in range(min(len(words), key_tables.shape[0])):
+        word = words[w]
+        for byte in range(8):
+            key ^= key_tables[w, byte, (word >> np.uint64(56 - 8 * byte)) & np.uint64(0xFF)]
+    return key
+
+
+@njit(cache=True, nogil=True)
+def probe_balls(
+    query_words: np.ndarray,
+    key_tables: np.ndarray,
+    mask_keys: np.ndarray,
+    mask_words: np.ndarray,
+    mask_weights: np.ndarray,
+    tables: tuple,
+    where: np.ndarray,
+    words: np.ndarray,
+    confirm_codes: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hits of every (q, W) query's probes `query XOR mask`: CSR offsets, rows and distances.
+
+    A probe's bucket key is its query's (from `key_tables`, see `bucket_table`) XOR its mask's,
+    and its distance is the mask's weight (masks come in shell order, weights ascending).
+    `tables` holds (directory, tags, rows, shift, tag_in_where, check_where) per bucket table; an
+    entry counts when `where[row]` equals the table's tag (skipped when check_where is False) and,
+    with `confirm_codes`, its stored words equal the probe's (tags hold only 32 key bits). Each
+    query's hits are ordered by (distance, row).
+    """
+    num_queries = len(query_words)
+    offsets = np.zeros(num_queries + 1, dtype=np.int64)
+    found_rows = np.empty(1024, dtype=np.int32)
+    found_distances = np.empty(1024, dtype=np.uint8)
+    scratch = np.empty(1024, dtype=np.int32)
+    # Boundaries of the current shell's runs (each probe's hits in one table, ascending rows).
+    run_bounds = np.empty(len(mask_keys) * len(tables) + 1, dtype=np.int64)
+    count = 0
+    for q in range(num_queries):
+        query_key = _bucket_key(query_words[q], key_tables)
+        run_bounds[0] = count
+        num_runs = 0
+        for p in range(len(mask_keys)):
+            if p > 0 and mask_weights[p] != mask_weights[p - 1]:
+                scratch = _merge_runs(found_rows, run_bounds, num_runs, scratch)
+                run_bounds[0] = count
+                num_runs = 0
+            for table in tables:
+                directory, tags, rows, shift, tag_in_where, check_where = table
+                if len(rows) == 0:
+                    continue
+                lo, hi = _tag_run(directory, tags, shift, query_key ^ mask_keys[p])
+                if count + (hi - lo) > len(found_rows):
+                    found_rows = _grown(found_rows, count + (hi - lo))
+                    found_distances = _grown(found_distances, count + (hi - lo))
+                for entry in range(lo, hi):
+                    row = rows[entry]
+                    if check_where and where[row] != tag_in_where:
+                        continue
+                    if confirm_codes and not _same_code(words, row, query_words[q], mask_words[p]):
+                        continue
+                    found_rows[count] = row
+                    found_distances[count] = mask_weights[p]
+                    count += 1
+                if count > run_bounds[num_runs]:
+                    num_runs += 1
+                    run_bounds[num_runs] = count
+        scratch = _merge_runs(found_rows, run_bounds, num_runs, scratch)
+        offsets[q + 1] = count
+    return offsets, found_rows[:count], found_distances[:count]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _same_code(words: np.ndarray, row: int, query: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether stored code `row` (a column of (W, n) `words`) equals `query XOR mask`."""
+    same = True
+    for w in range(len(query)):
+        same &= words[w, row] == query[w] ^ mask[w]
+    return same
+
+
+@njit(cache=True, nogil=True)
+def _merge_runs(
+    rows: np.ndarray, bounds: np.ndarray, num_runs: int, scratch: np.ndarray
+) -> np.ndarray:
+    """Merge the ascending runs rows[bounds[i]:bounds[i + 1]], i < num_runs, into one.
+
+    Adjacent runs are merged pairwise, round after round (log2(runs) passes over the rows);
+    `bounds` is overwritten. Returns `scratch`, grown when it was too small.
+    """
+    if num_runs > 1 and len(scratch) < bounds[num_runs] - bounds[0]:
+        scratch = _grown(scratch, bounds[num_runs] - bounds[0])
+    while num_runs > 1:
+        merged = 0
+        for i in range(0, num_runs, 2):
+            if i + 1 < num_runs:
+                _merge_two(rows, bounds[i], bounds[i + 1], bounds[i + 2], scratch)
+            bounds[merged] = bounds[i]
+            merged += 1
+        bounds[merged] = bounds[num_runs]
+        num_runs = merged
+    return scratch
+
+
+@njit(cache=True, nogil=True)
+def _merge_two(rows: np.ndarray, start: int, middle: int, stop: int, scratch: np.ndarray) -> None:
+    """Merge ascending rows[start:middle] and rows[middle:stop] in place (via `scratch`)."""
+    if rows[middle - 1] <= rows[middle]:
+        return
+    left, right, out = start, middle, 0
+    while left < middle and right < stop:
+        if rows[left] <= rows[right]:
+            scratch[out] = rows[left]
+            left += 1
+        else:
+            scratch[out] = rows[right]
+            right += 1
+        out += 1
+    while left < middle:
+        scratch[out] = rows[left]
+        left += 1
+        out += 1
+    rows[start : start + out] = scratch[:out]
