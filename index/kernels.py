@@ -13,6 +13,8 @@ import numpy as np
 from numba import njit
 
 DEAD_DISTANCE = 255
+# Cells longer than this (big buckets of skewed codes) are searched by bisection.
+LONG_CELL = 16
 SAMPLE_SIZE = 16384
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -123,28 +125,44 @@ def _grown(values: np.ndarray, needed: int) -> np.ndarray:
     return grown
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _tag_run(directory: np.ndarray, tags: np.ndarray, shift: np.uint64, key: np.uint64):
-    """[start, stop) of the entries whose tag (top 32 key bits) equals `key`'s, in its cell.
+@njit(cache=True, nogil=True)
+def _find_runs(
+    directory: np.ndarray,
+    tags: np.ndarray,
+    shift: np.uint64,
+    query_key: np.uint64,
+    mask_keys: np.ndarray,
+    runs: np.ndarray,
+) -> None:
+    """runs[p] = [start, stop) of the entries whose tag equals that of key `query_key ^ mask p`.
 
-    Tags are sorted within a cell, so the matches are one contiguous run: found by binary
-    search, which costs a couple of comparisons in the usual cell of a few entries.
+    A key's cell is its top bits, its tag its top 32 bits; tags are sorted within a cell, so the
+    matches are one contiguous run. Two passes: first every probe's cell bounds, then the runs,
+    so the (cache-missing) reads of different probes overlap instead of waiting on each other.
     """
-    cell = key >> shift
-    tag = np.uint32(key >> np.uint64(32))
-    lo = directory[cell]
-    hi = directory[cell + np.uint64(1)]
-    while lo < hi:
-        middle = (lo + hi) >> 1
-        if tags[middle] < tag:
-            lo = middle + 1
+    for p in range(len(mask_keys)):
+        cell = (query_key ^ mask_keys[p]) >> shift
+        runs[p, 0] = directory[cell]
+        runs[p, 1] = directory[cell + np.uint64(1)]
+    for p in range(len(mask_keys)):
+        tag = np.uint32((query_key ^ mask_keys[p]) >> np.uint64(32))
+        lo, end = runs[p, 0], runs[p, 1]
+        if end - lo > LONG_CELL:
+            hi = end
+            while lo < hi:
+                middle = (lo + hi) >> 1
+                if tags[middle] < tag:
+                    lo = middle + 1
+                else:
+                    hi = middle
         else:
-            hi = middle
-    stop = lo
-    end = directory[cell + np.uint64(1)]
-    while stop < end and tags[stop] == tag:
-        stop += 1
-    return lo, stop
+            while lo < end and tags[lo] < tag:
+                lo += 1
+        stop = lo
+        while stop < end and tags[stop] == tag:
+            stop += 1
+        runs[p, 0] = lo
+        runs[p, 1] = stop
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -186,9 +204,13 @@ def probe_balls(
     scratch = np.empty(1024, dtype=np.int32)
     # Boundaries of the current shell's runs (each probe's hits in one table, ascending rows).
     run_bounds = np.empty(len(mask_keys) * len(tables) + 1, dtype=np.int64)
+    runs = np.empty((len(tables), len(mask_keys), 2), dtype=np.int64)
     count = 0
     for q in range(num_queries):
         query_key = _bucket_key(query_words[q], key_tables)
+        for t in range(len(tables)):
+            directory, tags, _, shift, _, _ = tables[t]
+            _find_runs(directory, tags, shift, query_key, mask_keys, runs[t])
         run_bounds[0] = count
         num_runs = 0
         for p in range(len(mask_keys)):
@@ -196,11 +218,9 @@ def probe_balls(
                 scratch = _merge_runs(found_rows, run_bounds, num_runs, scratch)
                 run_bounds[0] = count
                 num_runs = 0
-            for table in tables:
-                directory, tags, rows, shift, tag_in_where, check_where = table
-                if len(rows) == 0:
-                    continue
-                lo, hi = _tag_run(directory, tags, shift, query_key ^ mask_keys[p])
+            for t in range(len(tables)):
+                _, _, rows, _, tag_in_where, check_where = tables[t]
+                lo, hi = runs[t, p, 0], runs[t, p, 1]
                 if count + (hi - lo) > len(found_rows):
                     found_rows = _grown(found_rows, count + (hi - lo))
                     found_distances = _grown(found_distances, count + (hi - lo))
