@@ -173,9 +173,9 @@ class HashIndex:
     def ball(self, code: bytes, radius: int, keep: Keep | None = None) -> list[Hit]:
         """Ids within Hamming distance `radius` of `code`, by (distance, insertion order)."""
         radius = _check_radius(radius, self.bits)
-        query = self._query_ints(code)
+        query = self._query_array(code)
         with self._lock.reading():
-            _, rows, distances = self._probe(np.array([query], dtype=np.uint64), 0, radius)
+            _, rows, distances = self._probe(query, 0, radius)
             hits = self._hits(distances, rows)
         return hits if keep is None else [hit for hit in hits if keep(hit[0])]
 
@@ -273,6 +273,12 @@ class HashIndex:
             for w in range(self._num_words)
         ]
 
+    def _query_array(self, code: bytes) -> np.ndarray:
+        """One code as a (1, W) uint64 array (one conversion for codes of up to 64 bits)."""
+        if self._num_words == 1 and isinstance(code, bytes) and len(code) == self.bits // 8:
+            return np.array([[int.from_bytes(code, "big") << (WORD_BITS - self.bits)]], np.uint64)
+        return np.array([self._query_ints(code)], dtype=np.uint64)
+
     def _row_for(self, doc_id: str) -> int:
         """Existing row of `doc_id`, or a newly appended one."""
         row = self._ids.find(doc_id)
@@ -333,7 +339,7 @@ class HashIndex:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CSR offsets, rows and distances of the documents within shells first..last of each
         (q, W) uint64 query, ordered by (distance, row) per query."""
-        masks, weights = shell_range_masks(self.bits, first, last)
+        mask_keys, masks, weights = _probe_masks(self.bits, first, last)
         tables = (
             self._main.kernel_view(IN_MAIN, check_where=not self._main_is_current),
             self._delta.kernel_view(IN_DELTA, check_where=True),
@@ -341,7 +347,7 @@ class HashIndex:
         return probe_balls(
             queries,
             KEY_TABLES,
-            _mask_keys(self.bits, first, last),
+            mask_keys,
             masks,
             weights,
             tables,
@@ -534,12 +540,15 @@ def _join_csr(
 
 
 @lru_cache(maxsize=64)
-def _mask_keys(bits: int, first: int, last: int) -> np.ndarray:
-    """Bucket keys of the masks of shells first..last; a probe's key is the query's XOR these."""
-    masks, _ = shell_range_masks(bits, first, last)
+def _probe_masks(bits: int, first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bucket keys, words and weights of the masks of shells first..last (read-only).
+
+    Keys are linear, so a probe's key is its query's XOR its mask's.
+    """
+    masks, weights = shell_range_masks(bits, first, last)
     keys = bucket_keys(masks)
     keys.setflags(write=False)
-    return keys
+    return keys, masks, weights
 
 
 def _last_occurrences(rows: np.ndarray) -> np.ndarray:

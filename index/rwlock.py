@@ -15,7 +15,9 @@ class ReadWriteLock:
     """
 
     def __init__(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
+        # Readers take the bare mutex (C-level enter/exit); the condition shares it for waiting.
+        self._mutex = threading.Lock()
+        self._condition = threading.Condition(self._mutex)
         self._readers = 0
         self._writing = False
         self._writers_waiting = 0
@@ -31,13 +33,13 @@ class ReadWriteLock:
         return self._write_side
 
     def _acquire_read(self) -> None:
-        with self._condition:
+        with self._mutex:
             while self._writing or self._writers_waiting:
                 self._condition.wait()
             self._readers += 1
 
     def _release_read(self) -> None:
-        with self._condition:
+        with self._mutex:
             self._readers -= 1
             if not self._readers:
                 self._condition.notify_all()
