@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from types import TracebackType
 
 
@@ -15,60 +14,41 @@ class ReadWriteLock:
     """
 
     def __init__(self) -> None:
-        # Readers take the bare mutex (C-level enter/exit); the condition shares it for waiting.
-        self._mutex = threading.Lock()
-        self._condition = threading.Condition(self._mutex)
-        self._readers = 0
-        self._writing = False
-        self._writers_waiting = 0
-        self._read_side = _Side(self._acquire_read, self._release_read)
-        self._write_side = _Side(self._acquire_write, self._release_write)
+        # The bare mutex guards the counters (C-level enter/exit); the condition shares it.
+        self.mutex = threading.Lock()
+        self.condition = threading.Condition(self.mutex)
+        self.readers = 0
+        self.writing_now = False
+        self.writers_waiting = 0
+        self._read_side = _ReadSide(self)
+        self._write_side = _WriteSide(self)
 
-    def reading(self) -> _Side:
+    def reading(self) -> _ReadSide:
         """The shared side, as a context manager."""
         return self._read_side
 
-    def writing(self) -> _Side:
+    def writing(self) -> _WriteSide:
         """The exclusive side, as a context manager."""
         return self._write_side
 
-    def _acquire_read(self) -> None:
-        with self._mutex:
-            while self._writing or self._writers_waiting:
-                self._condition.wait()
-            self._readers += 1
 
-    def _release_read(self) -> None:
-        with self._mutex:
-            self._readers -= 1
-            if not self._readers:
-                self._condition.notify_all()
+class _ReadSide:
+    """Enter: wait while a writer holds or waits for the lock, then count in as a reader.
 
-    def _acquire_write(self) -> None:
-        with self._condition:
-            self._writers_waiting += 1
-            while self._writing or self._readers:
-                self._condition.wait()
-            self._writers_waiting -= 1
-            self._writing = True
+    The logic sits in `__enter__`/`__exit__` themselves: one Python frame per query each way.
+    """
 
-    def _release_write(self) -> None:
-        with self._condition:
-            self._writing = False
-            self._condition.notify_all()
+    __slots__ = ("_lock",)
 
-
-class _Side:
-    """A stateless context manager calling one side's acquire and release (shared by threads)."""
-
-    __slots__ = ("_acquire", "_release")
-
-    def __init__(self, acquire: Callable[[], None], release: Callable[[], None]) -> None:
-        self._acquire = acquire
-        self._release = release
+    def __init__(self, lock: ReadWriteLock) -> None:
+        self._lock = lock
 
     def __enter__(self) -> None:
-        self._acquire()
+        lock = self._lock
+        with lock.mutex:
+            while lock.writing_now or lock.writers_waiting:
+                lock.condition.wait()
+            lock.readers += 1
 
     def __exit__(
         self,
@@ -76,4 +56,37 @@ class _Side:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._release()
+        lock = self._lock
+        with lock.mutex:
+            lock.readers -= 1
+            if not lock.readers:
+                lock.condition.notify_all()
+
+
+class _WriteSide:
+    """Enter: announce a waiting writer, wait until no reader or writer holds the lock."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: ReadWriteLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        lock = self._lock
+        with lock.mutex:
+            lock.writers_waiting += 1
+            while lock.writing_now or lock.readers:
+                lock.condition.wait()
+            lock.writers_waiting -= 1
+            lock.writing_now = True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        lock = self._lock
+        with lock.mutex:
+            lock.writing_now = False
+            lock.condition.notify_all()
