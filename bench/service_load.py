@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import os
 import platform
 import signal
@@ -20,10 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,11 +54,21 @@ class LoadResult:
     latencies_ms: list[float]
     errors: int
     server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
 
     @property
     def cpu_ms_per_request(self) -> float:
         """Server CPU time (all its threads) per completed request."""
         return 1000 * self.server_cpu_s / max(1, len(self.latencies_ms))
+
+    @property
+    def client_cpu_ms_per_request(self) -> float:
+        """Load-generator CPU time per completed request."""
+        return 1000 * self.client_cpu_s / max(1, len(self.latencies_ms))
+
+    @property
+    def mean_ms(self) -> float:
+        return sum(self.latencies_ms) / max(1, len(self.latencies_ms))
 
     @property
     def throughput(self) -> float:
@@ -98,7 +113,8 @@ def batch_sizes(base_url: str) -> str:
 
 
 def encode_cost_ms(model_dir: Path, texts: list[str]) -> dict[int, float]:
-    """CPU ms per query of the model's `encode` alone, one query per call and 32 per call."""
+    """CPU ms per query of the model's `encode` alone, one query per call and 32 per call;
+    keys -1 and -32 hold the same for the general path (scipy TF-IDF, the module)."""
     import torch
 
     from model.hasher import Hasher
@@ -106,12 +122,17 @@ def encode_cost_ms(model_dir: Path, texts: list[str]) -> dict[int, float]:
     torch.set_num_threads(1)
     hasher = Hasher.load(model_dir)
     hasher.encode(texts[:32])
+
+    def general(chunk: list[str]) -> np.ndarray:
+        return hasher.encode_counts(hasher.featurizer.counts(chunk))
+
     costs = {}
-    for per_call in (1, 32):
-        started = time.process_time()
-        for start in range(0, len(texts), per_call):
-            hasher.encode(texts[start : start + per_call])
-        costs[per_call] = 1000 * (time.process_time() - started) / len(texts)
+    for key, encode in ((1, hasher.encode), (-1, general)):
+        for per_call in (1, 32):
+            started = time.process_time()
+            for start in range(0, len(texts), per_call):
+                encode(texts[start : start + per_call])
+            costs[key * per_call] = 1000 * (time.process_time() - started) / len(texts)
     return costs
 
 
@@ -162,6 +183,69 @@ def ingest(client: DocbitsClient, corpus: list[Document], batch: int) -> tuple[i
     return len(corpus), time.perf_counter() - started
 
 
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection that GETs a prepared target and reads the answer.
+
+    Deliberately minimal, so the load generator spends little of the shared CPUs: it sends a
+    request line and a Host header, and reads the status line, the headers and exactly
+    Content-Length body bytes (any other framing is refused, not guessed at).
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> RawConnection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def get(self, request: bytes) -> tuple[int, bytes]:
+        """Send a prepared request (see `get_request`); returns (status, body)."""
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split(" ", 2)[1])
+        length = None
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "transfer-encoding":
+                raise ValueError(f"unsupported response framing: {line}")
+        if length is None:
+            raise ValueError("response without Content-Length")
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+def get_request(route: str, params: dict[str, str | int], host: str) -> bytes:
+    """The bytes of `GET route?params` on a keep-alive connection."""
+    target = f"{route}?{urlencode(params)}" if params else route
+    return f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+
+def check_raw_client(base_url: str, route: str, params: list[dict[str, str | int]]) -> None:
+    """The raw client must read exactly what httpx reads (same status, same JSON)."""
+    host, port = base_url.removeprefix("http://").split(":")
+
+    async def compare() -> None:
+        connection = await RawConnection.open(host, int(port))
+        try:
+            for query in params[:20]:
+                status, body = await connection.get(get_request(route, query, host))
+                reference = httpx.get(f"{base_url}{route}", params=query, timeout=30)
+                if status != reference.status_code or json.loads(body) != reference.json():
+                    raise SystemExit(f"raw client and httpx disagree on {route} {query}")
+        finally:
+            await connection.close()
+
+    asyncio.run(compare())
+
+
 async def drive(
     base_url: str,
     route: str,
@@ -170,36 +254,56 @@ async def drive(
     seconds: float,
     server_pid: int,
 ) -> LoadResult:
-    """`clients` concurrent loops sending requests for `seconds`; warm-up excluded."""
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    """`clients` concurrent keep-alive connections in a closed loop for `seconds`; warm-up
+    excluded. Each connection sends its next request as soon as its answer is read."""
+    host, port = base_url.removeprefix("http://").split(":")
+    requests = [get_request(route, query, host) for query in params]
     latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as http:
+    connections = [await RawConnection.open(host, int(port)) for _ in range(clients)]
 
-        async def loop(worker: int, until: float, record: bool) -> None:
-            nonlocal errors
-            position = worker
-            while time.perf_counter() < until:
-                query = params[position % len(params)]
-                position += clients
-                started = time.perf_counter()
-                response = await http.get(route, params=query)
-                elapsed = (time.perf_counter() - started) * 1000
-                if not record:
-                    continue
-                if response.status_code == 200:
-                    latencies.append(elapsed)
-                else:
-                    errors += 1
+    async def loop(worker: int, until: float, record: bool) -> None:
+        nonlocal errors
+        connection = connections[worker]
+        position = worker
+        while time.perf_counter() < until:
+            request = requests[position % len(requests)]
+            position += clients
+            started = time.perf_counter()
+            status, _ = await connection.get(request)
+            elapsed = (time.perf_counter() - started) * 1000
+            if not record:
+                continue
+            if status == 200:
+                latencies.append(elapsed)
+            else:
+                errors += 1
 
+    try:
         warm_until = time.perf_counter() + 1.0
         await asyncio.gather(*(loop(w, warm_until, False) for w in range(clients)))
         began, cpu_before = time.perf_counter(), cpu_seconds(server_pid)
+        client_cpu_before = time.process_time()
         until = began + seconds
         await asyncio.gather(*(loop(w, until, True) for w in range(clients)))
         measured = time.perf_counter() - began
         cpu = cpu_seconds(server_pid) - cpu_before
-    return LoadResult(route, clients, measured, latencies, errors, cpu)
+        client_cpu = time.process_time() - client_cpu_before
+    finally:
+        for connection in connections:
+            await connection.close()
+    return LoadResult(route, clients, measured, latencies, errors, cpu, client_cpu)
+
+
+def run_loop(coroutine: Coroutine[Any, Any, LoadResult]) -> LoadResult:
+    """Run on uvloop when installed (as the server does), else on asyncio's own loop."""
+    factory = None
+    if importlib.util.find_spec("uvloop"):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coroutine)
 
 
 def report(
@@ -219,8 +323,11 @@ def report(
         "# Service load benchmark",
         "",
         "Measured by `bench/service_load.py` against a real uvicorn server (one worker, HTTP/1.1 "
-        f"keep-alive, {http_stack()}) on 127.0.0.1; the load generator (httpx async clients) runs "
-        "on the same machine and shares its CPUs.",
+        f"keep-alive, {http_stack()}) on 127.0.0.1. The load generator runs on the same machine "
+        "and shares its CPUs: a minimal asyncio HTTP/1.1 keep-alive client on uvloop "
+        "(`RawConnection` in the script; before the load it must read the same status and JSON "
+        "as httpx for the first 20 requests of each route). Each client is one connection in a "
+        "closed loop: it sends its next request when the answer to the last one is read.",
         "",
         f"- Command: `{command}`",
         f"- Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
@@ -248,15 +355,23 @@ def report(
             f"{noop.cpu_ms_per_request:.2f} | {ratio:.0%} |"
         )
     errors = sum(s.errors + n.errors for s, n in results)
+    client_cpu = ", ".join(
+        f"{s.client_cpu_ms_per_request:.2f} / {n.client_cpu_ms_per_request:.2f} at {s.clients}"
+        for s, n in results
+    )
     lines += [
         "",
-        f"Non-200 answers during the load: {errors}. Query micro-batching: {batching}.",
+        f"Non-200 answers during the load: {errors}. Query micro-batching: {batching}. "
+        f"Load-generator CPU ms per request (search / no-op): {client_cpu} clients.",
         "",
-        "Encoding alone (the model's `encode`, one torch thread, the same queries, measured in the "
-        f"benchmark process after the load): {encode_ms[1]:.2f} ms CPU per query one at a time, "
-        f"{encode_ms[32]:.2f} ms per query in calls of 32.",
+        "Encoding alone (one torch thread, the same queries, measured in the benchmark process "
+        "after the load): the hasher's `encode` (its fast path for small calls, "
+        f"`model/inference.py`) takes {encode_ms[1]:.2f} ms CPU per query one at a time and "
+        f"{encode_ms[32]:.2f} ms per query in calls of 32; the general path (scipy TF-IDF, the "
+        f"autoencoder module) takes {encode_ms[-1]:.2f} and {encode_ms[-32]:.2f} ms.",
         "",
     ]
+    lines += littles_law(results)
     lines += [
         f"Ingest: {count} documents in batches of 500 in {seconds:.1f} s = "
         f"**{ingest_rate:.0f} documents/s** (one client, each batch encoded, committed to SQLite "
@@ -287,6 +402,27 @@ def report(
         "",
     ]
     return "\n".join(lines)
+
+
+def littles_law(results: list[tuple[LoadResult, LoadResult]]) -> list[str]:
+    """What the closed loop allows: mean latency = clients / throughput (Little's law)."""
+    lines = ["## What the closed loop allows", ""]
+    for search, noop in results:
+        if search.clients < 8:
+            continue
+        floor_ms = 1000 * noop.clients / noop.throughput
+        needed = noop.clients / (TARGET_P99_MS / 1000)
+        lines.append(
+            f"- {search.clients} clients: every client always has one request in flight, so the "
+            f"mean latency is {search.clients} / throughput. The no-op route's own "
+            f"{noop.throughput:.0f} req/s give it a mean of {floor_ms:.1f} ms (measured "
+            f"{noop.mean_ms:.1f} ms); search at {search.throughput:.0f} req/s has a mean of "
+            f"{1000 * search.clients / search.throughput:.1f} ms (measured {search.mean_ms:.1f} "
+            f"ms). A p99 within {TARGET_P99_MS:.0f} ms needs a mean below it, so at least "
+            f"{needed:.0f} req/s: {needed / noop.throughput:.1f}x what even the no-op route "
+            "reached on this machine in this run."
+        )
+    return [*lines, ""]
 
 
 def _verdict(what: str, met: bool, gap: str) -> str:
@@ -320,14 +456,14 @@ def main() -> int:
                 ingested = ingest(client, train_split, 500)
                 print(f"ingest: {ingested[0] / ingested[1]:.0f} docs/s", flush=True)
                 info = client.info()
+            check_raw_client(base_url, "/v1/search", queries)
+            check_raw_client(base_url, "/livez", [{}])
             results = []
             for clients in args.clients:
-                search = asyncio.run(
+                search = run_loop(
                     drive(base_url, "/v1/search", queries, clients, args.seconds, server.pid)
                 )
-                noop = asyncio.run(
-                    drive(base_url, "/livez", [{}], clients, args.seconds, server.pid)
-                )
+                noop = run_loop(drive(base_url, "/livez", [{}], clients, args.seconds, server.pid))
                 print(
                     f"{clients:>3} clients: search {search.throughput:.0f}/s "
                     f"p50 {search.percentile(0.5):.1f} p99 {search.percentile(0.99):.1f} ms; "

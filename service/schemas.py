@@ -182,6 +182,12 @@ class SearchOptions(BaseModel):
     include_text: bool = Field(False, description="Full text instead of a snippet.")
 
 
+class SearchQuery(SearchOptions):
+    """`GET /v1/search` query parameters: the query text and the shared options."""
+
+    q: str = Field(min_length=1, examples=["shuttle launch"])
+
+
 class SearchRequest(SearchOptions):
     """`POST /v1/search`: one query (`q`) or a batch (`queries`), with an optional filter."""
 

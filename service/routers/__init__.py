@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from service.state import ServiceState
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def service_state(request: Request) -> ServiceState:
@@ -29,3 +33,29 @@ class JSONBytesResponse(Response):
     """A body already serialised (in a worker thread) to JSON that follows the route's schema."""
 
     media_type = "application/json"
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI `parameters` of a route that validates `model` from its query string itself."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, field in schema["properties"].items():
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": field}
+        if "description" in field:
+            parameter["description"] = field["description"]
+        parameters.append(parameter)
+    return parameters
+
+
+def parse_query(request: Request, model: type[Model]) -> Model:
+    """`model` from the query string in one pydantic call; errors answer 422 as FastAPI's do.
+
+    For the hottest route: FastAPI's per-parameter dependency solving costs more loop-thread
+    CPU than everything else the route does on the loop.
+    """
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as error:
+        problems = [{**problem, "loc": ("query", *problem["loc"])} for problem in error.errors()]
+        raise RequestValidationError(problems) from None

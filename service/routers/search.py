@@ -12,8 +12,21 @@ from starlette.concurrency import run_in_threadpool
 from index.codes import code_to_hex
 from service.auth import require_read
 from service.errors import ApiError
-from service.routers import JSONBytesResponse, json_bytes, service_state, snippet
-from service.schemas import BatchSearchResponse, SearchOptions, SearchRequest, SearchResponse
+from service.routers import (
+    JSONBytesResponse,
+    json_bytes,
+    parse_query,
+    query_parameters,
+    service_state,
+    snippet,
+)
+from service.schemas import (
+    BatchSearchResponse,
+    SearchOptions,
+    SearchQuery,
+    SearchRequest,
+    SearchResponse,
+)
 from service.state import ActiveModel, Ranked, ServiceState
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read)])
@@ -109,14 +122,16 @@ async def _search_texts(
     return JSONBytesResponse(await state.search_queries(active, texts, finish))
 
 
-@router.get("/search", response_model=SearchResponse, summary="Search with one query")
-async def search(
-    request: Request,
-    q: Annotated[str, Query(min_length=1, examples=["shuttle launch"])],
-    options: Annotated[SearchOptions, Query()],
-) -> Response:
+@router.get(
+    "/search",
+    response_model=SearchResponse,
+    summary="Search with one query",
+    openapi_extra={"parameters": query_parameters(SearchQuery)},
+)
+async def search(request: Request) -> Response:
     """The query's bucket (radius 0), its Hamming ball, or its `limit` nearest."""
-    return await _search_texts(service_state(request), [q], options, None)
+    query = parse_query(request, SearchQuery)
+    return await _search_texts(service_state(request), [query.q], query, None)
 
 
 @router.post(

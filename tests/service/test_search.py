@@ -175,3 +175,23 @@ def test_bodies_follow_the_documented_schemas_exactly(
     assert BatchSearchResponse.model_validate(batch).model_dump(mode="json") == batch
     spec = indexed.get("/openapi.json").json()["paths"]["/v1/search"]["get"]["responses"]["200"]
     assert spec["content"]["application/json"]["schema"]["$ref"].endswith("/SearchResponse")
+
+
+def test_get_search_parameters_are_validated_and_documented(indexed: TestClient) -> None:
+    """GET /v1/search validates its query string itself: same 422 shape, same OpenAPI entries."""
+    cases = [({}, "q", "missing"), ({"q": "x", "limit": 0}, "limit", "greater_than_equal")]
+    cases += [({"q": "x", "nearest": "maybe"}, "nearest", "bool_parsing")]
+    for params, field, kind in cases:
+        response = indexed.get("/v1/search", params=params)
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert error["details"]["errors"][0]["location"] == ["query", field]
+        assert error["details"]["errors"][0]["type"] == kind
+    lenient = {"q": "orbit", "nearest": "true", "limit": "3", "unknown": "ignored"}
+    assert len(indexed.get("/v1/search", params=lenient).json()["hits"]) == 3
+    spec = indexed.get("/openapi.json").json()["paths"]["/v1/search"]["get"]["parameters"]
+    documented = {parameter["name"]: parameter for parameter in spec}
+    assert set(documented) == {"q", "radius", "limit", "offset", "nearest", "include_text"}
+    assert documented["q"]["required"] and documented["q"]["schema"]["examples"]
+    assert documented["radius"]["description"].startswith("Hamming radius")
