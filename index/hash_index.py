@@ -32,7 +32,7 @@ from index.codes import (
 )
 from index.hamming import ball_size, shell_range_masks
 from index.id_table import IdTable
-from index.kernels import DEAD_DISTANCE, probe_balls, scan_distances, smallest_rows
+from index.kernels import DEAD_DISTANCE, probe_balls, scan_distances, smallest_rows, split_hits
 from index.rwlock import ReadWriteLock
 
 Hit = tuple[str, int]
@@ -173,16 +173,18 @@ class HashIndex:
     def ball(self, code: bytes, radius: int, keep: Keep | None = None) -> list[Hit]:
         """Ids within Hamming distance `radius` of `code`, by (distance, insertion order)."""
         radius = _check_radius(radius, self.bits)
-        query = self._query_array(code)
+        query = self._query_codes(code)
         with self._lock.reading():
-            _, rows, distances = self._probe(query, 0, radius)
-            hits = self._hits(distances, rows)
+            _, found = self._probe(query, 0, radius)
+            values = found.tolist()
+            ids = self._ids.ids_of([value & 0xFFFFFFFF for value in values])
+        hits = list(zip(ids, [value >> 32 for value in values], strict=True))
         return hits if keep is None else [hit for hit in hits if keep(hit[0])]
 
     def nearest(self, code: bytes, k: int, keep: Keep | None = None) -> list[Hit]:
         """The k ids closest to `code` (passing `keep`), by (distance, insertion order)."""
         k = _check_k(k)
-        query = self._query_ints(code)
+        query = self._query_codes(code)
         with self._lock.reading():
             return self._hits(*self._nearest(query, k, keep))
 
@@ -205,17 +207,19 @@ class HashIndex:
     def ball_many_arrays(self, codes: np.ndarray, radius: int) -> BatchHits:
         """`ball_many` as arrays; query chunks are probed on several threads."""
         radius = _check_radius(radius, self.bits)
-        queries = codes_to_words(as_code_array(codes, self.bits))
+        queries = as_code_array(codes, self.bits)
         chunks = _chunks(len(queries), _workers(len(queries), MIN_QUERIES_PER_THREAD))
         with self._lock.reading():
             parts = _map_threads(lambda span: self._probe(queries[span], 0, radius), chunks)
-        offsets, rows, distances = _join_csr(parts)
+        offsets, found = _join_csr(parts)
+        rows, distances = split_hits(found)
         return BatchHits(offsets, rows, distances, self._ids_of_locked)
 
     def nearest_many_arrays(self, codes: np.ndarray, k: int) -> BatchHits:
         """`nearest_many` as arrays; queries run on several threads (kernels release the GIL)."""
         k = _check_k(k)
-        queries = [self._query_ints(code.tobytes()) for code in as_code_array(codes, self.bits)]
+        codes = as_code_array(codes, self.bits)
+        queries = [codes[i : i + 1] for i in range(len(codes))]
         with self._lock.reading():
             answers = _map_threads(
                 lambda query: self._nearest(query, k, None), queries, _workers(len(queries), 1)
@@ -237,6 +241,7 @@ class HashIndex:
         spare = HashIndex(self.bits)
         spare.upsert(["warm-up"], np.zeros((1, self.bits // 8), dtype=np.uint8))
         spare.ball(bytes(self.bits // 8), 1)
+        spare.ball_many_arrays(np.zeros((1, self.bits // 8), dtype=np.uint8), 1)
         spare.nearest(bytes(self.bits // 8), 1)
 
     # ---- statistics ----------------------------------------------------------------------
@@ -273,11 +278,15 @@ class HashIndex:
             for w in range(self._num_words)
         ]
 
-    def _query_array(self, code: bytes) -> np.ndarray:
-        """One code as a (1, W) uint64 array (one conversion for codes of up to 64 bits)."""
-        if self._num_words == 1 and isinstance(code, bytes) and len(code) == self.bits // 8:
-            return np.array([[int.from_bytes(code, "big") << (WORD_BITS - self.bits)]], np.uint64)
-        return np.array([self._query_ints(code)], dtype=np.uint64)
+    def _query_codes(self, code: bytes) -> np.ndarray:
+        """One code as a read-only (1, bits/8) uint8 array; ValueError when its length is wrong."""
+        if not isinstance(code, bytes | bytearray | memoryview):
+            raise ValueError(f"code must be bytes, got {type(code).__name__}")
+        if len(code) != self.bits // 8:
+            raise ValueError(
+                f"code must be {self.bits // 8} bytes for a {self.bits}-bit code, got {len(code)}"
+            )
+        return np.frombuffer(bytes(code), dtype=np.uint8).reshape(1, -1)
 
     def _row_for(self, doc_id: str) -> int:
         """Existing row of `doc_id`, or a newly appended one."""
@@ -334,11 +343,9 @@ class HashIndex:
             rows = [row for row in rows if self._words[:, row].tolist() == query]
         return rows
 
-    def _probe(
-        self, queries: np.ndarray, first: int, last: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """CSR offsets, rows and distances of the documents within shells first..last of each
-        (q, W) uint64 query, ordered by (distance, row) per query."""
+    def _probe(self, queries: np.ndarray, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+        """CSR offsets and (distance << 32 | row) of the documents within shells first..last of
+        each (q, bits/8) uint8 query, ordered by (distance, row) per query."""
         mask_keys, masks, weights = _probe_masks(self.bits, first, last)
         tables = (
             self._main.kernel_view(IN_MAIN, check_where=not self._main_is_current),
@@ -366,9 +373,10 @@ class HashIndex:
             return self._ids.ids_of(rows)
 
     def _nearest(
-        self, query: list[int], k: int, keep: Keep | None
+        self, query: np.ndarray, k: int, keep: Keep | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(distances, rows) of the k nearest rows passing `keep`, by (distance, row).
+        """(distances, rows) of the k nearest rows to a (1, bits/8) uint8 query passing `keep`,
+        by (distance, row).
 
         Probe the bucket, then the widest ball worth probing; scan when that is not enough.
         """
@@ -382,13 +390,12 @@ class HashIndex:
             if probe_cost > live or probes > MAX_NEAREST_PROBES:
                 break
             radius += 1
-        words = np.array([query], dtype=np.uint64)
         found_distances, found_rows = [], []
         have, probed = 0, -1
         for shells in ((0, 0), (1, radius)):
             if shells[0] > shells[1]:
                 break
-            _, rows, distances = self._probe(words, *shells)
+            rows, distances = split_hits(self._probe(query, *shells)[1])
             if keep is not None:
                 distances, rows = self._passing(distances, rows, keep, k - have)
             found_distances.append(distances[: k - have])
@@ -419,7 +426,7 @@ class HashIndex:
 
     def _scan(
         self,
-        query: list[int],
+        query: np.ndarray,
         k: int,
         keep: Keep | None,
         found_distances: np.ndarray,
@@ -427,7 +434,7 @@ class HashIndex:
         radius: int,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact k nearest by computing every distance; `found_*` hold the hits within `radius`."""
-        stored_query = self._stored(np.array([query], dtype=np.uint64))[0]
+        stored_query = self._stored(codes_to_words(query))[0]
         distances = scan_distances(
             self._words[:, : self._ids.rows], stored_query, self._removed_rows
         )
@@ -522,21 +529,15 @@ def _map_threads(function: Callable, items: Sequence, workers: int | None = None
         return list(pool.map(function, items))
 
 
-def _join_csr(
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenate (offsets, rows, distances) CSR pieces into one."""
+def _join_csr(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate (offsets, values) CSR pieces into one."""
     if len(parts) == 1:
         return parts[0]
     offsets, shift = [np.zeros(1, dtype=np.int64)], 0
-    for part_offsets, rows, _ in parts:
+    for part_offsets, values in parts:
         offsets.append(part_offsets[1:] + shift)
-        shift += len(rows)
-    return (
-        np.concatenate(offsets),
-        np.concatenate([rows for _, rows, _ in parts]),
-        np.concatenate([distances for _, _, distances in parts]),
-    )
+        shift += len(values)
+    return np.concatenate(offsets), np.concatenate([values for _, values in parts])
 
 
 @lru_cache(maxsize=64)

@@ -178,7 +178,7 @@ def _bucket_key(words: np.ndarray, key_tables: np.ndarray) -> np.uint64:
 
 @njit(cache=True, nogil=True)
 def probe_balls(
-    query_words: np.ndarray,
+    query_codes: np.ndarray,
     key_tables: np.ndarray,
     mask_keys: np.ndarray,
     mask_words: np.ndarray,
@@ -188,26 +188,30 @@ def probe_balls(
     words: np.ndarray,
     confirm_codes: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hits of every (q, W) query's probes `query XOR mask`: CSR offsets, rows and distances.
+    """Hits of every query's probes `query XOR mask`: CSR offsets and (distance << 32 | row).
+
+    Queries are packed (q, b/8) uint8 codes, made into the (W,) uint64 words of `codes.py` here.
 
     A probe's bucket key is its query's (from `key_tables`, see `bucket_table`) XOR its mask's,
     and its distance is the mask's weight (masks come in shell order, weights ascending).
     `tables` holds (directory, tags, rows, shift, tag_in_where, check_where) per bucket table; an
     entry counts when `where[row]` equals the table's tag (skipped when check_where is False) and,
     with `confirm_codes`, its stored words equal the probe's (tags hold only 32 key bits). Each
-    query's hits are ordered by (distance, row).
+    query's hits are ordered by (distance, row); one int64 array (not two) keeps the per-call
+    allocations and conversions back to Python few.
     """
-    num_queries = len(query_words)
+    num_queries = len(query_codes)
+    query = np.zeros(mask_words.shape[1], dtype=np.uint64)
     offsets = np.zeros(num_queries + 1, dtype=np.int64)
-    found_rows = np.empty(1024, dtype=np.int32)
-    found_distances = np.empty(1024, dtype=np.uint8)
-    scratch = np.empty(1024, dtype=np.int32)
+    found = np.empty(256, dtype=np.int64)
+    scratch = np.empty(0, dtype=np.int64)
     # Boundaries of the current shell's runs (each probe's hits in one table, ascending rows).
     run_bounds = np.empty(len(mask_keys) * len(tables) + 1, dtype=np.int64)
     runs = np.empty((len(tables), len(mask_keys), 2), dtype=np.int64)
     count = 0
     for q in range(num_queries):
-        query_key = _bucket_key(query_words[q], key_tables)
+        _pack_words(query_codes[q], query)
+        query_key = _bucket_key(query, key_tables)
         for t in range(len(tables)):
             directory, tags, _, shift, _, _ = tables[t]
             _find_runs(directory, tags, shift, query_key, mask_keys, runs[t])
@@ -215,30 +219,37 @@ def probe_balls(
         num_runs = 0
         for p in range(len(mask_keys)):
             if p > 0 and mask_weights[p] != mask_weights[p - 1]:
-                scratch = _merge_runs(found_rows, run_bounds, num_runs, scratch)
+                scratch = _merge_runs(found, run_bounds, num_runs, scratch)
                 run_bounds[0] = count
                 num_runs = 0
             for t in range(len(tables)):
                 _, _, rows, _, tag_in_where, check_where = tables[t]
                 lo, hi = runs[t, p, 0], runs[t, p, 1]
-                if count + (hi - lo) > len(found_rows):
-                    found_rows = _grown(found_rows, count + (hi - lo))
-                    found_distances = _grown(found_distances, count + (hi - lo))
+                if count + (hi - lo) > len(found):
+                    found = _grown(found, count + (hi - lo))
+                distance = np.int64(mask_weights[p]) << 32
                 for entry in range(lo, hi):
                     row = rows[entry]
                     if check_where and where[row] != tag_in_where:
                         continue
-                    if confirm_codes and not _same_code(words, row, query_words[q], mask_words[p]):
+                    if confirm_codes and not _same_code(words, row, query, mask_words[p]):
                         continue
-                    found_rows[count] = row
-                    found_distances[count] = mask_weights[p]
+                    found[count] = distance | row
                     count += 1
                 if count > run_bounds[num_runs]:
                     num_runs += 1
                     run_bounds[num_runs] = count
-        scratch = _merge_runs(found_rows, run_bounds, num_runs, scratch)
+        scratch = _merge_runs(found, run_bounds, num_runs, scratch)
         offsets[q + 1] = count
-    return offsets, found_rows[:count], found_distances[:count]
+    return offsets, found[:count]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pack_words(code: np.ndarray, words: np.ndarray) -> None:
+    """Packed code bytes into `words`: byte i is bits 56 - 8 (i % 8) of word i // 8."""
+    words[:] = 0
+    for i in range(len(code)):
+        words[i // 8] |= np.uint64(code[i]) << np.uint64(56 - 8 * (i % 8))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -255,6 +266,8 @@ def _merge_runs(
     rows: np.ndarray, bounds: np.ndarray, num_runs: int, scratch: np.ndarray
 ) -> np.ndarray:
     """Merge the ascending runs rows[bounds[i]:bounds[i + 1]], i < num_runs, into one.
+
+    (Called on one shell's hits, which share a distance: ordering values orders rows.)
 
     Adjacent runs are merged pairwise, round after round (log2(runs) passes over the rows);
     `bounds` is overwritten. Returns `scratch`, grown when it was too small.
@@ -292,3 +305,8 @@ def _merge_two(rows: np.ndarray, start: int, middle: int, stop: int, scratch: np
         left += 1
         out += 1
     rows[start : start + out] = scratch[:out]
+
+
+def split_hits(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows int32, distances uint8) of `probe_balls`'s (distance << 32 | row) values."""
+    return (found & 0xFFFFFFFF).astype(np.int32), (found >> 32).astype(np.uint8)

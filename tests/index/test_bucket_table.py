@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from index.bucket_table import KEY_TABLES, BucketTable, bucket_key, bucket_keys
+from index.codes import words_to_codes
 from index.hamming import ball_masks
-from index.kernels import probe_balls
+from index.kernels import probe_balls, split_hits
 
 
 def random_words(rng: np.random.Generator, n: int, num_words: int) -> np.ndarray:
@@ -49,8 +50,8 @@ def test_probe_kernel_finds_exactly_the_rows_with_each_probed_code(skewed: bool)
     masks = masks << np.uint64(32)  # 32-bit codes sit in the top half of their word
     where = np.ones(len(codes), dtype=np.uint8)
     queries = codes[:50]
-    offsets, rows, distances = probe_balls(
-        queries,
+    offsets, found = probe_balls(
+        words_to_codes(queries, 32),
         KEY_TABLES,
         bucket_keys(masks),
         masks,
@@ -60,6 +61,7 @@ def test_probe_kernel_finds_exactly_the_rows_with_each_probed_code(skewed: bool)
         codes.T.copy(),
         False,
     )
+    rows, distances = split_hits(found)
     for q, query in enumerate(queries[:, 0]):
         lo, hi = offsets[q], offsets[q + 1]
         got = list(zip(distances[lo:hi].tolist(), rows[lo:hi].tolist(), strict=True))
