@@ -371,7 +371,7 @@ def report(
         f"autoencoder module) takes {encode_ms[-1]:.2f} and {encode_ms[-32]:.2f} ms.",
         "",
     ]
-    lines += littles_law(results)
+    lines += littles_law(results, encode_ms)
     lines += [
         f"Ingest: {count} documents in batches of 500 in {seconds:.1f} s = "
         f"**{ingest_rate:.0f} documents/s** (one client, each batch encoded, committed to SQLite "
@@ -404,10 +404,22 @@ def report(
     return "\n".join(lines)
 
 
-def littles_law(results: list[tuple[LoadResult, LoadResult]]) -> list[str]:
+def littles_law(
+    results: list[tuple[LoadResult, LoadResult]], encode_ms: dict[int, float]
+) -> list[str]:
     """What the closed loop allows: mean latency = clients / throughput (Little's law)."""
     lines = ["## What the closed loop allows", ""]
     for search, noop in results:
+        if search.clients == 1:
+            ceiling = noop.mean_ms / (noop.mean_ms + encode_ms[1])
+            lines.append(
+                f"- 1 client: nothing overlaps, so a search takes at least a no-op round trip "
+                f"({noop.mean_ms:.2f} ms mean here) plus the encode of its query "
+                f"({encode_ms[1]:.2f} ms CPU, measured alone): search / no-op cannot exceed "
+                f"{noop.mean_ms:.2f} / ({noop.mean_ms:.2f} + {encode_ms[1]:.2f}) = {ceiling:.0%} "
+                f"at one client on this machine even if everything else were free "
+                f"(measured {search.throughput / noop.throughput:.0%})."
+            )
         if search.clients < 8:
             continue
         floor_ms = 1000 * noop.clients / noop.throughput

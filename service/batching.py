@@ -7,6 +7,8 @@ watches the queue and, as soon as a loop turn adds nothing more (or the batch is
 `max_turns` have passed), runs the encode of everything queued and then each caller's `finish`
 in ONE worker-thread call. So the CPU work stays off the event loop, and the thread hop (a
 wake-up of a worker and one of the loop) is paid once per batch, not once or twice per request.
+Batches run one at a time (`max_in_flight`); searches arriving meanwhile form the next batch,
+so the busier the service, the larger the batches.
 """
 
 from __future__ import annotations
@@ -45,14 +47,20 @@ class EncodeBatcher:
         on_batch: Callable[[int], None] | None = None,
         quiet_turns: int = 2,
         max_turns: int = 16,
+        max_in_flight: int = 1,
     ) -> None:
+        """`max_in_flight` batches run at once; the next forms while they run. One keeps the
+        worker and the event loop the only threads taking turns on the GIL (more threads made
+        each other wait: long latency tails, no extra throughput on two cores)."""
         self.max_texts = max_texts
         self.on_batch = on_batch
         self.quiet_turns = quiet_turns
         self.max_turns = max_turns
+        self.max_in_flight = max_in_flight
         self._waiting: list[_Waiting] = []
         self._texts_waiting = 0
         self._watching = False
+        self._in_flight = 0
 
     async def encode(self, encode: Encode, texts: Sequence[str]) -> np.ndarray:
         """Codes of `texts` from `encode`, possibly computed in one call with other callers."""
@@ -90,14 +98,22 @@ class EncodeBatcher:
             loop.call_soon(self._watch, loop, len(self._waiting), quiet, turns)
 
     def _flush(self) -> None:
-        """Encode everything queued, in runs of the same encoder of at most `max_texts` texts."""
+        """Start batches of what is queued (runs of one encoder, at most `max_texts` texts)
+        while fewer than `max_in_flight` run; the rest waits for a running batch to end."""
         queued = [waiting for waiting in self._waiting if not waiting.result.done()]
-        self._waiting = []
-        self._texts_waiting = 0
-        while queued:
+        while queued and self._in_flight < self.max_in_flight:
             batch = self._take_batch(queued)
             del queued[: len(batch)]
             self._encode_batch(asyncio.get_running_loop(), batch)
+        self._waiting = queued
+        self._texts_waiting = sum(len(waiting.texts) for waiting in queued)
+
+    def _batch_done(self, batch: list[_Waiting], done: asyncio.Future[list[Any]]) -> None:
+        """Deliver a batch's results, then start what queued up meanwhile (it already waited)."""
+        self._in_flight -= 1
+        _deliver(batch, done)
+        if self._waiting and not self._watching:
+            self._flush()
 
     def _take_batch(self, queued: list[_Waiting]) -> list[_Waiting]:
         """The longest prefix of `queued` with one encoder and at most `max_texts` texts."""
@@ -114,8 +130,9 @@ class EncodeBatcher:
         """One worker-thread call encodes the batch and runs each caller's finish step."""
         if self.on_batch is not None:
             self.on_batch(len(batch))
+        self._in_flight += 1
         running = loop.run_in_executor(None, _encode_and_finish, batch)
-        running.add_done_callback(lambda done: _deliver(batch, done))
+        running.add_done_callback(lambda done: self._batch_done(batch, done))
 
 
 @dataclass(frozen=True)

@@ -163,3 +163,39 @@ def test_finish_steps_run_off_the_loop_with_the_batch_and_fail_alone() -> None:
     assert isinstance(results[2], KeyError)
     assert encoder.calls == [4]
     assert len(set(threads)) == 1 and loop_thread not in threads
+
+
+def test_arrivals_during_a_running_batch_form_the_next_one() -> None:
+    import threading
+
+    running = threading.Event()
+    release = threading.Event()
+    overlapping: list[bool] = []
+    calls: list[list[str]] = []
+
+    def slow_encode(texts: Sequence[str]) -> np.ndarray:
+        overlapping.append(running.is_set())
+        running.set()
+        calls.append(list(texts))
+        if texts[0] == "first":
+            release.wait(timeout=10)
+        running.clear()
+        return np.array([[len(text)] for text in texts], dtype=np.uint8)
+
+    batcher = EncodeBatcher(max_in_flight=1)
+
+    async def main() -> list[np.ndarray]:
+        first = asyncio.ensure_future(batcher.encode(slow_encode, ["first"]))
+        while not running.is_set():
+            await asyncio.sleep(0.001)
+        later = [asyncio.ensure_future(batcher.encode(slow_encode, [t])) for t in ("a", "bb")]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert calls == [["first"]]  # still waiting for the running batch
+        release.set()
+        return await asyncio.gather(first, *later)
+
+    results = asyncio.run(main())
+    assert [codes.tolist() for codes in results] == [[[5]], [[1]], [[2]]]
+    assert calls == [["first"], ["a", "bb"]]
+    assert overlapping == [False, False]
