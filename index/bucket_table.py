@@ -106,10 +106,10 @@ class BucketTable:
         """Memory held by the table's arrays."""
         return self.tags.nbytes + self.rows.nbytes + self._directory.nbytes
 
-    def kernel_view(self, tag_in_where: int, check_where: bool) -> tuple:
-        """The table as `kernels.probe_balls` takes it: entries count when `where[row]` is
-        `tag_in_where` (checked only when `check_where`)."""
-        return (self._directory, self.tags, self.rows, self._shift, tag_in_where, check_where)
+    def kernel_view(self, want: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """The table as `kernels.probe_balls` takes it: (directory, tags, rows, want); an entry
+        counts when `where[row] == want`, or always when `want` is negative."""
+        return (self._directory, self.tags, self.rows, want)
 
     def lookup_one(self, key: int) -> list[int]:
         """Rows whose cell and tag equal those of `key` (a Python int), in table order."""

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from index.bucket_table import KEY_TABLES, BucketTable, bucket_key, bucket_keys
+from index.bucket_table import BucketTable, bucket_key, bucket_keys
 from index.codes import (
     WORD_BITS,
     as_code_array,
@@ -32,7 +32,14 @@ from index.codes import (
 )
 from index.hamming import ball_size, shell_range_masks
 from index.id_table import IdTable
-from index.kernels import DEAD_DISTANCE, probe_balls, scan_distances, smallest_rows, split_hits
+from index.kernels import (
+    DEAD_DISTANCE,
+    pack_masks,
+    probe_balls,
+    scan_distances,
+    smallest_rows,
+    split_hits,
+)
 from index.rwlock import ReadWriteLock
 
 Hit = tuple[str, int]
@@ -41,6 +48,7 @@ Keep = Callable[[str], bool]
 REMOVED = 0
 IN_MAIN = 1
 IN_DELTA = 2
+ANY_ROW = -1  # a table whose every entry is current: `where` need not be read
 # Probing one key costs about as much as scanning this many codes (measured at 1 M codes);
 # nearest() grows the radius only while the ball's probes cost under 1/PROBE_BUDGET_FRACTION of one
 # scan of every code, so a fruitless probe adds at most that fraction to the scan that follows.
@@ -265,7 +273,7 @@ class HashIndex:
     # ---- internals (callers hold the lock) ----------------------------------------------
     def _query_ints(self, code: bytes) -> list[int]:
         """One code as its W words (Python ints); ValueError when its length is wrong."""
-        if not isinstance(code, bytes | bytearray | memoryview):
+        if not isinstance(code, _CODE_TYPES):
             raise ValueError(f"code must be bytes, got {type(code).__name__}")
         if len(code) != self.bits // 8:
             raise ValueError(
@@ -280,7 +288,7 @@ class HashIndex:
 
     def _query_codes(self, code: bytes) -> np.ndarray:
         """One code as a read-only (1, bits/8) uint8 array; ValueError when its length is wrong."""
-        if not isinstance(code, bytes | bytearray | memoryview):
+        if not isinstance(code, _CODE_TYPES):
             raise ValueError(f"code must be bytes, got {type(code).__name__}")
         if len(code) != self.bits // 8:
             raise ValueError(
@@ -346,17 +354,13 @@ class HashIndex:
     def _probe(self, queries: np.ndarray, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
         """CSR offsets and (distance << 32 | row) of the documents within shells first..last of
         each (q, bits/8) uint8 query, ordered by (distance, row) per query."""
-        mask_keys, masks, weights = _probe_masks(self.bits, first, last)
         tables = (
-            self._main.kernel_view(IN_MAIN, check_where=not self._main_is_current),
-            self._delta.kernel_view(IN_DELTA, check_where=True),
+            self._main.kernel_view(ANY_ROW if self._main_is_current else IN_MAIN),
+            self._delta.kernel_view(IN_DELTA),
         )
         return probe_balls(
             queries,
-            KEY_TABLES,
-            mask_keys,
-            masks,
-            weights,
+            _probe_masks(self.bits, first, last),
             tables,
             self._where,
             self._words,
@@ -505,6 +509,9 @@ class BatchHits:
         return [hits[lo:hi] for lo, hi in itertools.pairwise(bounds)]
 
 
+# Tuples, not `a | b` unions: a union written in a check is built anew on every call.
+_CODE_TYPES = (bytes, bytearray, memoryview)
+_INTEGER_TYPES = (int, np.integer)
 _NO_DISTANCES = np.zeros(0, dtype=np.uint8)
 _NO_ROWS = np.zeros(0, dtype=np.int32)
 
@@ -541,15 +548,15 @@ def _join_csr(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, n
 
 
 @lru_cache(maxsize=64)
-def _probe_masks(bits: int, first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bucket keys, words and weights of the masks of shells first..last (read-only).
+def _probe_masks(bits: int, first: int, last: int) -> np.ndarray:
+    """`kernels.pack_masks` of the masks of shells first..last (read-only).
 
     Keys are linear, so a probe's key is its query's XOR its mask's.
     """
     masks, weights = shell_range_masks(bits, first, last)
-    keys = bucket_keys(masks)
-    keys.setflags(write=False)
-    return keys, masks, weights
+    packed = pack_masks(bucket_keys(masks), weights, masks)
+    packed.setflags(write=False)
+    return packed
 
 
 def _last_occurrences(rows: np.ndarray) -> np.ndarray:
@@ -568,13 +575,13 @@ def _check_ids(ids: Sequence[str]) -> None:
 
 def _check_radius(radius: int, bits: int) -> int:
     """ValueError unless 0 <= radius <= bits."""
-    if isinstance(radius, bool) or not isinstance(radius, int | np.integer) or radius < 0:
+    if isinstance(radius, bool) or not isinstance(radius, _INTEGER_TYPES) or radius < 0:
         raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
     return min(int(radius), bits)
 
 
 def _check_k(k: int) -> int:
     """ValueError unless k is a positive integer."""
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, _INTEGER_TYPES) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     return int(k)

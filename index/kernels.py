@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from index.bucket_table import KEY_TABLES
+
 DEAD_DISTANCE = 255
 # Cells longer than this (big buckets of skewed codes) are searched by bisection.
 LONG_CELL = 16
@@ -129,7 +131,6 @@ def _grown(values: np.ndarray, needed: int) -> np.ndarray:
 def _find_runs(
     directory: np.ndarray,
     tags: np.ndarray,
-    shift: np.uint64,
     query_key: np.uint64,
     mask_keys: np.ndarray,
     runs: np.ndarray,
@@ -140,6 +141,9 @@ def _find_runs(
     matches are one contiguous run. Two passes: first every probe's cell bounds, then the runs,
     so the (cache-missing) reads of different probes overlap instead of waiting on each other.
     """
+    shift = np.uint64(64)
+    while (np.uint64(1) << (np.uint64(64) - shift)) < len(directory) - 1:
+        shift -= np.uint64(1)
     for p in range(len(mask_keys)):
         cell = (query_key ^ mask_keys[p]) >> shift
         runs[p, 0] = directory[cell]
@@ -166,23 +170,23 @@ def _find_runs(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _bucket_key(words: np.ndarray, key_tables: np.ndarray) -> np.uint64:
-    """`bucket_table.bucket_keys` of one code's (W,) uint64 words: XOR of byte-table entries."""
+def _bucket_key(words: np.ndarray) -> np.uint64:
+    """`bucket_table.bucket_keys` of one code's (W,) uint64 words: XOR of byte-table entries.
+
+    KEY_TABLES is a global, which numba compiles in as a constant.
+    """
     key = np.uint64(0)
-    for w in range(min(len(words), key_tables.shape[0])):
+    for w in range(min(len(words), KEY_TABLES.shape[0])):
         word = words[w]
         for byte in range(8):
-            key ^= key_tables[w, byte, (word >> np.uint64(56 - 8 * byte)) & np.uint64(0xFF)]
+            key ^= KEY_TABLES[w, byte, (word >> np.uint64(56 - 8 * byte)) & np.uint64(0xFF)]
     return key
 
 
 @njit(cache=True, nogil=True)
 def probe_balls(
     query_codes: np.ndarray,
-    key_tables: np.ndarray,
-    mask_keys: np.ndarray,
-    mask_words: np.ndarray,
-    mask_weights: np.ndarray,
+    masks: np.ndarray,
     tables: tuple,
     where: np.ndarray,
     words: np.ndarray,
@@ -192,45 +196,49 @@ def probe_balls(
 
     Queries are packed (q, b/8) uint8 codes, made into the (W,) uint64 words of `codes.py` here.
 
-    A probe's bucket key is its query's (from `key_tables`, see `bucket_table`) XOR its mask's,
-    and its distance is the mask's weight (masks come in shell order, weights ascending).
-    `tables` holds (directory, tags, rows, shift, tag_in_where, check_where) per bucket table; an
-    entry counts when `where[row]` equals the table's tag (skipped when check_where is False) and,
+    `masks` is `pack_masks`'s (P, 2 + W) array. A probe's bucket key is its query's XOR its
+    mask's, and its distance is the mask's weight (masks come in shell order, weights ascending).
+    `tables` holds (directory, tags, rows, want) per `BucketTable.kernel_view`; an entry counts
+    when `where[row]` equals `want` (any row when `want` is negative) and,
     with `confirm_codes`, its stored words equal the probe's (tags hold only 32 key bits). Each
     query's hits are ordered by (distance, row); one int64 array (not two) keeps the per-call
     allocations and conversions back to Python few.
     """
     num_queries = len(query_codes)
+    num_masks = len(masks)
+    mask_keys = masks[:, 0]
+    mask_weights = masks[:, 1]
+    mask_words = masks[:, 2:]
     query = np.zeros(mask_words.shape[1], dtype=np.uint64)
     offsets = np.zeros(num_queries + 1, dtype=np.int64)
     found = np.empty(256, dtype=np.int64)
     scratch = np.empty(0, dtype=np.int64)
     # Boundaries of the current shell's runs (each probe's hits in one table, ascending rows).
-    run_bounds = np.empty(len(mask_keys) * len(tables) + 1, dtype=np.int64)
-    runs = np.empty((len(tables), len(mask_keys), 2), dtype=np.int64)
+    run_bounds = np.empty(num_masks * len(tables) + 1, dtype=np.int64)
+    runs = np.empty((len(tables), num_masks, 2), dtype=np.int64)
     count = 0
     for q in range(num_queries):
         _pack_words(query_codes[q], query)
-        query_key = _bucket_key(query, key_tables)
+        query_key = _bucket_key(query)
         for t in range(len(tables)):
-            directory, tags, _, shift, _, _ = tables[t]
-            _find_runs(directory, tags, shift, query_key, mask_keys, runs[t])
+            directory, tags, _, _ = tables[t]
+            _find_runs(directory, tags, query_key, mask_keys, runs[t])
         run_bounds[0] = count
         num_runs = 0
-        for p in range(len(mask_keys)):
+        for p in range(num_masks):
             if p > 0 and mask_weights[p] != mask_weights[p - 1]:
                 scratch = _merge_runs(found, run_bounds, num_runs, scratch)
                 run_bounds[0] = count
                 num_runs = 0
             for t in range(len(tables)):
-                _, _, rows, _, tag_in_where, check_where = tables[t]
+                _, _, rows, want = tables[t]
                 lo, hi = runs[t, p, 0], runs[t, p, 1]
                 if count + (hi - lo) > len(found):
                     found = _grown(found, count + (hi - lo))
                 distance = np.int64(mask_weights[p]) << 32
                 for entry in range(lo, hi):
                     row = rows[entry]
-                    if check_where and where[row] != tag_in_where:
+                    if want >= 0 and where[row] != want:
                         continue
                     if confirm_codes and not _same_code(words, row, query, mask_words[p]):
                         continue
@@ -310,3 +318,8 @@ def _merge_two(rows: np.ndarray, start: int, middle: int, stop: int, scratch: np
 def split_hits(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows int32, distances uint8) of `probe_balls`'s (distance << 32 | row) values."""
     return (found & 0xFFFFFFFF).astype(np.int32), (found >> 32).astype(np.uint8)
+
+
+def pack_masks(keys: np.ndarray, weights: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """The (P, 2 + W) uint64 mask array of `probe_balls`: bucket key, weight, then the words."""
+    return np.column_stack([keys, weights.astype(np.uint64), words]).astype(np.uint64)

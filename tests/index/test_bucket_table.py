@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index.bucket_table import KEY_TABLES, BucketTable, bucket_key, bucket_keys
+from index.bucket_table import BucketTable, bucket_key, bucket_keys
 from index.codes import words_to_codes
 from index.hamming import ball_masks
-from index.kernels import probe_balls, split_hits
+from index.kernels import pack_masks, probe_balls, split_hits
 
 
 def random_words(rng: np.random.Generator, n: int, num_words: int) -> np.ndarray:
@@ -48,15 +48,12 @@ def test_probe_kernel_finds_exactly_the_rows_with_each_probed_code(skewed: bool)
     table = BucketTable(bucket_keys(codes), np.arange(len(codes), dtype=np.int32))
     masks, weights = ball_masks(32, 1)
     masks = masks << np.uint64(32)  # 32-bit codes sit in the top half of their word
-    where = np.ones(len(codes), dtype=np.uint8)
+    where = np.zeros(len(codes), dtype=np.uint8)  # unread: the table's `want` is -1
     queries = codes[:50]
     offsets, found = probe_balls(
         words_to_codes(queries, 32),
-        KEY_TABLES,
-        bucket_keys(masks),
-        masks,
-        weights,
-        (table.kernel_view(1, check_where=False),),
+        pack_masks(bucket_keys(masks), weights, masks),
+        (table.kernel_view(-1),),
         where,
         codes.T.copy(),
         False,
