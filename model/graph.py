@@ -133,6 +133,17 @@ class SpectralTeacher:
         """Bool codes of (possibly out-of-sample) embedding rows, with the teacher's rotation."""
         return (embedding - self.mean) @ self.rotation >= 0
 
+    def soft_bits(self, sharpness: float) -> np.ndarray:
+        """(n, bits) float32 targets in (0, 1): sigmoid(sharpness · projection / its std per bit).
+
+        Each target keeps the sign of the hard bit but also how far the document sits from the
+        bit's boundary, so the student is not pushed as hard on documents the teacher is unsure of.
+        """
+        projection = (self.embedding - self.mean) @ self.rotation
+        spread = projection.std(axis=0, keepdims=True)
+        spread[spread == 0] = 1.0
+        return (1.0 / (1.0 + np.exp(-sharpness * projection / spread))).astype(np.float32)
+
 
 def fit_spectral_teacher(
     features: sp.csr_matrix, bits: int, k: int = 60, seed: int = 0

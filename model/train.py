@@ -49,6 +49,7 @@ class TrainConfig:
     deterministic: bool = True  # torch.use_deterministic_algorithms while training
     teacher: str = "spectral"  # target bits the encoder also fits: "spectral" (kNN graph) or "none"
     teacher_weight: float = 10.0  # weight of the teacher's bit-wise cross-entropy term
+    teacher_sharpness: float | None = 5.0  # soft targets sigmoid(s · z / std z); None → hard bits
     graph_k: int = 60  # neighbours per document in the teacher's kNN graph
     device: str = "cpu"  # torch device for training ("cuda" when available)
     input_weighting: str = "sublinear"  # encoder input: "sublinear" (1 + ln tf) or plain TF-IDF
@@ -72,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"input_weighting must be one of {INPUT_WEIGHTINGS}")
         if self.teacher_weight < 0 or self.graph_k < 1:
             raise ValueError("teacher_weight must be non-negative and graph_k at least 1")
+        if self.teacher_sharpness is not None and self.teacher_sharpness <= 0:
+            raise ValueError("teacher_sharpness must be positive (or None for hard bits)")
         self.hidden_sizes = tuple(int(size) for size in self.hidden_sizes)
 
     def resolved_penalty(self) -> float:
@@ -192,14 +195,18 @@ def validation_metric(
 def teacher_targets(
     config: TrainConfig, featurizer: Featurizer, counts: sp.csr_matrix, train_rows: np.ndarray
 ) -> np.ndarray | None:
-    """Teacher bits (n, bits) float32 for the training rows (other rows zero), or None when the
-    config asks for no teacher or there are too few training documents for `bits` eigenvectors."""
+    """Teacher targets (n, bits) float32 for the training rows (other rows zero): soft bits when
+    `teacher_sharpness` is set, else hard 0/1 bits. None when the config asks for no teacher or
+    there are too few training documents for `bits` eigenvectors."""
     if config.teacher == "none" or config.teacher_weight == 0 or len(train_rows) < config.bits + 3:
         return None
     features = sublinear_tfidf(counts[train_rows], featurizer.idf)
     teacher = fit_spectral_teacher(features, config.bits, k=config.graph_k, seed=config.seed)
     targets = np.zeros((counts.shape[0], config.bits), dtype=np.float32)
-    targets[train_rows] = teacher.bits_matrix
+    if config.teacher_sharpness is None:
+        targets[train_rows] = teacher.bits_matrix
+    else:
+        targets[train_rows] = teacher.soft_bits(config.teacher_sharpness)
     return targets
 
 

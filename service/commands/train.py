@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -36,6 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher-weight", type=float, default=None, help="weight of the teacher term")
     p.add_argument("--graph-k", type=int, default=None, help="neighbours per document (teacher)")
     p.add_argument(
+        "--teacher-sharpness",
+        type=sharpness,
+        default=None,
+        help="soft teacher targets sigmoid(S · z / std z), S > 0; 'hard' for 0/1 bits",
+    )
+    p.add_argument(
         "--input-weighting",
         choices=("sublinear", "tfidf"),
         default=None,
@@ -50,6 +57,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
+
+
+def sharpness(text: str) -> float | str:
+    """A positive float, or the word 'hard' (teacher targets as 0/1 bits)."""
+    if text == "hard":
+        return text
+    try:
+        return float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number or 'hard', got {text!r}") from error
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         "teacher": args.teacher,
         "teacher_weight": args.teacher_weight,
         "graph_k": args.graph_k,
+        "teacher_sharpness": None if args.teacher_sharpness == "hard" else args.teacher_sharpness,
         "input_weighting": args.input_weighting,
         "device": args.device,
     }
@@ -83,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             **{name: value for name, value in overrides.items() if value is not None},
         )
+        if args.teacher_sharpness == "hard":
+            config = dataclasses.replace(config, teacher_sharpness=None)
     except ValueError as error:
         print(f"docbits train: {error}", file=sys.stderr)
         return 2

@@ -144,6 +144,21 @@ def test_teacher_bits_agree_within_topics_and_are_balanced(monkeypatch) -> None:
     np.testing.assert_array_equal(teacher.quantize(teacher.embedding), codes)
 
 
+def test_soft_bits_keep_the_hard_bits_sign_and_grade_the_margin(monkeypatch) -> None:
+    monkeypatch.setattr(graph, "MAX_TEACHER_DIMS", 3)
+    features, _ = topic_features(n_topics=4, docs_per_topic=40)
+    teacher = fit_spectral_teacher(features, bits=16, k=10)
+    soft = teacher.soft_bits(5.0)
+    assert soft.shape == (160, 16) and soft.dtype == np.float32
+    assert ((soft > 0) & (soft < 1)).all()
+    np.testing.assert_array_equal(soft >= 0.5, teacher.bits_matrix)
+    projection = (teacher.embedding - teacher.mean) @ teacher.rotation
+    order = np.argsort(projection[:, 0])
+    assert (np.diff(soft[order, 0]) >= 0).all()
+    sharper = teacher.soft_bits(50.0)
+    assert np.abs(sharper - 0.5).mean() > np.abs(soft - 0.5).mean()
+
+
 def test_long_codes_reuse_a_capped_number_of_eigenvectors(monkeypatch) -> None:
     monkeypatch.setattr(graph, "MAX_TEACHER_DIMS", 4)
     features, _ = topic_features(n_topics=4, docs_per_topic=20)

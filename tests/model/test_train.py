@@ -48,7 +48,14 @@ def test_vocabulary_limits_shrink_for_small_corpora() -> None:
 
 
 def test_config_rejects_bad_settings() -> None:
-    for bad in ({"variant": "nope"}, {"bits": 12}, {"epochs": 0}, {"val_fraction": 1.0}):
+    bad_settings = (
+        {"variant": "nope"},
+        {"bits": 12},
+        {"epochs": 0},
+        {"val_fraction": 1.0},
+        {"teacher_sharpness": 0.0},
+    )
+    for bad in bad_settings:
         with pytest.raises(ValueError):
             TrainConfig(**bad)
 
@@ -110,6 +117,24 @@ def test_trained_codes_separate_clusters_far_better_than_random(clustered) -> No
     assert validation["metric"] == "tie-aware P@100"
     assert validation["best"] == max(r["val_metric"] for r in records)
     assert hasher.config["codes"]["distinct_codes"] >= 4
+
+
+def test_teacher_targets_are_soft_by_default_and_hard_on_request(clustered) -> None:
+    from model.featurizer import Featurizer
+
+    texts, _ = clustered
+    featurizer = Featurizer.fit(texts, 1000, 1, 1.0)
+    counts = featurizer.counts(texts)
+    rows = np.arange(0, len(texts), 2)
+    soft = training.teacher_targets(TrainConfig(bits=16), featurizer, counts, rows)
+    hard = training.teacher_targets(
+        TrainConfig(bits=16, teacher_sharpness=None), featurizer, counts, rows
+    )
+    assert soft is not None and hard is not None
+    assert set(np.unique(hard[rows])) == {0.0, 1.0}
+    assert ((soft[rows] > 0) & (soft[rows] < 1)).all()
+    np.testing.assert_array_equal(soft[rows] >= 0.5, hard[rows] == 1.0)
+    assert not soft[1::2].any() and not hard[1::2].any()
 
 
 @pytest.mark.parametrize("variant", ["sparse", "denoising", "contractive", "variational"])
@@ -179,6 +204,7 @@ def test_docbits_train_end_to_end(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "service.cli", "train", "--corpus", str(corpus)]
     command += ["--out", str(out), "--bits", "16", "--epochs", "2", "--variant", "sparse"]
     command += ["--seed", "1", "--batch-size", "32", "--teacher-weight", "3", "--graph-k", "5"]
+    command += ["--teacher-sharpness", "hard"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -188,6 +214,7 @@ def test_docbits_train_end_to_end(tmp_path: Path) -> None:
     assert hasher.fingerprint == summary["fingerprint"]
     assert "unseenzebra" not in hasher.featurizer.vocabulary  # the test split stayed unseen
     assert hasher.config["train"]["seed"] == 1 and hasher.config["corpus"]["protocol"] == "clean"
+    assert hasher.config["train"]["teacher_sharpness"] is None
     assert hasher.config["train"]["teacher_weight"] == 3 and hasher.config["train"]["graph_k"] == 5
     assert hasher.encode(texts[:4]).shape == (4, 2)
 
