@@ -271,48 +271,58 @@ def _same_code(words: np.ndarray, row: int, query: np.ndarray, mask: np.ndarray)
 
 @njit(cache=True, nogil=True)
 def _merge_runs(
-    rows: np.ndarray, bounds: np.ndarray, num_runs: int, scratch: np.ndarray
+    values: np.ndarray, bounds: np.ndarray, num_runs: int, scratch: np.ndarray
 ) -> np.ndarray:
-    """Merge the ascending runs rows[bounds[i]:bounds[i + 1]], i < num_runs, into one.
+    """Merge the ascending runs values[bounds[i]:bounds[i + 1]], i < num_runs, into one.
 
-    (Called on one shell's hits, which share a distance: ordering values orders rows.)
-
-    Adjacent runs are merged pairwise, round after round (log2(runs) passes over the rows);
-    `bounds` is overwritten. Returns `scratch`, grown when it was too small.
+    (Called on one shell's hits, which share a distance: ordering values orders rows.) Adjacent
+    runs are merged pairwise, round after round (log2(runs) rounds), each round from one buffer
+    into the other; `bounds` is overwritten. Returns `scratch`, grown when it was too small.
     """
-    if num_runs > 1 and len(scratch) < bounds[num_runs] - bounds[0]:
-        scratch = _grown(scratch, bounds[num_runs] - bounds[0])
+    if num_runs <= 1:
+        return scratch
+    start, stop = bounds[0], bounds[num_runs]
+    if len(scratch) < stop - start:
+        scratch = _grown(scratch, stop - start)
+    source, target = values[start:stop], scratch[: stop - start]
+    for i in range(num_runs + 1):
+        bounds[i] -= start
     while num_runs > 1:
         merged = 0
         for i in range(0, num_runs, 2):
             if i + 1 < num_runs:
-                _merge_two(rows, bounds[i], bounds[i + 1], bounds[i + 2], scratch)
+                _merge_two(source, bounds[i], bounds[i + 1], bounds[i + 2], target)
+            else:
+                target[bounds[i] : bounds[i + 1]] = source[bounds[i] : bounds[i + 1]]
             bounds[merged] = bounds[i]
             merged += 1
         bounds[merged] = bounds[num_runs]
         num_runs = merged
+        source, target = target, source
+    if source.ctypes.data != values.ctypes.data + start * values.itemsize:
+        values[start:stop] = source
     return scratch
 
 
 @njit(cache=True, nogil=True)
-def _merge_two(rows: np.ndarray, start: int, middle: int, stop: int, scratch: np.ndarray) -> None:
-    """Merge ascending rows[start:middle] and rows[middle:stop] in place (via `scratch`)."""
-    if rows[middle - 1] <= rows[middle]:
+def _merge_two(source: np.ndarray, start: int, middle: int, stop: int, target: np.ndarray) -> None:
+    """Merge ascending source[start:middle] and source[middle:stop] into target[start:stop]."""
+    if source[middle - 1] <= source[middle]:
+        target[start:stop] = source[start:stop]
         return
-    left, right, out = start, middle, 0
+    left, right, out = start, middle, start
     while left < middle and right < stop:
-        if rows[left] <= rows[right]:
-            scratch[out] = rows[left]
+        if source[left] <= source[right]:
+            target[out] = source[left]
             left += 1
         else:
-            scratch[out] = rows[right]
+            target[out] = source[right]
             right += 1
         out += 1
-    while left < middle:
-        scratch[out] = rows[left]
-        left += 1
-        out += 1
-    rows[start : start + out] = scratch[:out]
+    if left < middle:
+        target[out:stop] = source[left:middle]
+    else:
+        target[out:stop] = source[right:stop]
 
 
 def split_hits(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
