@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -78,6 +79,18 @@ def load_hasher(path: Path, torch_threads: int | None = None) -> Hasher:
     if torch_threads:
         torch.set_num_threads(torch_threads)
     return Hasher.load(path)
+
+
+def exempt_from_gc() -> None:
+    """Collect once, then move every live object out of the garbage collector's sight.
+
+    What start-up loads (modules, the model, the index, the metadata) lives as long as the
+    process. Left in the oldest generation, each full collection walks all of it: pauses of a
+    few hundred ms under load, the whole 32-client p99 of the search benchmark. Objects made
+    later are collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def metadata_filter(
@@ -171,6 +184,7 @@ class ServiceState:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.exception("loading the store and index failed")
             raise
+        exempt_from_gc()
         self.ready.set()
         log.info("ready: %d documents, model %s", len(self._metadata), self.fingerprint or "none")
         self.maybe_autotrain()
