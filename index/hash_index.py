@@ -287,14 +287,15 @@ class HashIndex:
         ]
 
     def _query_codes(self, code: bytes) -> np.ndarray:
-        """One code as a read-only (1, bits/8) uint8 array; ValueError when its length is wrong."""
+        """One code as a (1, bits/8) uint8 array; ValueError when its length is wrong."""
         if not isinstance(code, _CODE_TYPES):
             raise ValueError(f"code must be bytes, got {type(code).__name__}")
         if len(code) != self.bits // 8:
             raise ValueError(
                 f"code must be {self.bits // 8} bytes for a {self.bits}-bit code, got {len(code)}"
             )
-        return np.frombuffer(bytes(code), dtype=np.uint8).reshape(1, -1)
+        # A writable copy: read-only arrays would make numba compile a second kernel version.
+        return np.frombuffer(bytearray(code), dtype=np.uint8).reshape(1, -1)
 
     def _row_for(self, doc_id: str) -> int:
         """Existing row of `doc_id`, or a newly appended one."""
