@@ -31,7 +31,7 @@ class TrainConfig:
     """Everything that decides a trained model; stored verbatim in the artifact's config.json."""
 
     bits: int = 64
-    variant: str = "variational"
+    variant: str = "contractive"
     epochs: int = 20
     batch_size: int = 256
     lr: float = 2e-3
@@ -89,7 +89,7 @@ VARIANT_PENALTY: dict[str, float] = {
     "undercomplete": 0.0,
     "sparse": 0.05,
     "denoising": 0.0,
-    "contractive": 0.1,
+    "contractive": 1.0,
     "variational": 1.0,
 }
 
