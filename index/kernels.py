@@ -213,6 +213,7 @@ def probe_balls(
     offsets = np.zeros(num_queries + 1, dtype=np.int64)
     found = np.empty(256, dtype=np.int64)
     scratch = np.empty(0, dtype=np.int64)
+    bitmap = np.zeros(0, dtype=np.uint64)  # one bit per row, allocated when a shell needs it
     # Boundaries of the current shell's runs (each probe's hits in one table, ascending rows).
     run_bounds = np.empty(num_masks * len(tables) + 1, dtype=np.int64)
     runs = np.empty((len(tables), num_masks, 2), dtype=np.int64)
@@ -227,7 +228,7 @@ def probe_balls(
         num_runs = 0
         for p in range(num_masks):
             if p > 0 and mask_weights[p] != mask_weights[p - 1]:
-                scratch = _merge_runs(found, run_bounds, num_runs, scratch)
+                scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
                 run_bounds[0] = count
                 num_runs = 0
             for t in range(len(tables)):
@@ -247,7 +248,7 @@ def probe_balls(
                 if count > run_bounds[num_runs]:
                     num_runs += 1
                     run_bounds[num_runs] = count
-        scratch = _merge_runs(found, run_bounds, num_runs, scratch)
+        scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
         offsets[q + 1] = count
     return offsets, found[:count]
 
@@ -267,6 +268,57 @@ def _same_code(words: np.ndarray, row: int, query: np.ndarray, mask: np.ndarray)
     for w in range(len(query)):
         same &= words[w, row] == query[w] ^ mask[w]
     return same
+
+
+@njit(cache=True, nogil=True)
+def _order_shell(
+    values: np.ndarray, bounds: np.ndarray, num_runs: int, scratch: np.ndarray, bitmap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Put one shell's hits, values[bounds[0]:bounds[num_runs]] (distinct rows sharing one
+    distance, in ascending runs), in row order; returns `scratch` and `bitmap`, maybe grown.
+
+    Merging costs about one pass per doubling of the runs; marking the rows in a bitmap and
+    reading its set bits back costs two passes plus one step per 64 rows of the rows' span.
+    The cheaper is used (the bitmap for the big shells of skewed codes).
+    """
+    start, stop = bounds[0], bounds[num_runs]
+    if num_runs <= 1:
+        return scratch, bitmap
+    low, high = values[start] & 0xFFFFFFFF, values[start] & 0xFFFFFFFF
+    for i in range(start, stop):
+        row = values[i] & 0xFFFFFFFF
+        low, high = min(low, row), max(high, row)
+    merge_passes = 1
+    while (1 << merge_passes) < num_runs:
+        merge_passes += 1
+    size = stop - start
+    if (high >> 6) - (low >> 6) + 2 * size >= merge_passes * size:
+        return _merge_runs(values, bounds, num_runs, scratch), bitmap
+    if len(bitmap) <= high >> 6:
+        bitmap = np.zeros((high >> 6) + 1 + len(bitmap), dtype=np.uint64)
+    _order_by_bitmap(values, start, stop, low >> 6, high >> 6, bitmap)
+    return scratch, bitmap
+
+
+@njit(cache=True, nogil=True)
+def _order_by_bitmap(
+    values: np.ndarray, start: int, stop: int, first_word: int, last_word: int, bitmap: np.ndarray
+) -> None:
+    """Sort values[start:stop] (distinct rows, one shared distance) by marking rows in `bitmap`
+    (zero in words first_word..last_word, and left zero again) and reading them back."""
+    distance = values[start] & ~np.int64(0xFFFFFFFF)
+    for i in range(start, stop):
+        row = values[i] & 0xFFFFFFFF
+        bitmap[row >> 6] |= np.uint64(1) << np.uint64(row & 63)
+    out = start
+    for w in range(first_word, last_word + 1):
+        word = bitmap[w]
+        while word:
+            lowest = word & (~word + np.uint64(1))
+            values[out] = distance | (w << 6) | np.int64(_popcount(lowest - np.uint64(1)))
+            out += 1
+            word ^= lowest
+        bitmap[w] = 0
 
 
 @njit(cache=True, nogil=True)

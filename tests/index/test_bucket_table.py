@@ -47,7 +47,6 @@ def test_probe_kernel_finds_exactly_the_rows_with_each_probed_code(skewed: bool)
         codes[:100] = codes[0]  # one bucket far longer than a cell: found by bisection
     table = BucketTable(bucket_keys(codes), np.arange(len(codes), dtype=np.int32))
     masks, weights = ball_masks(32, 1)
-    masks = masks << np.uint64(32)  # 32-bit codes sit in the top half of their word
     where = np.zeros(len(codes), dtype=np.uint8)  # unread: the table's `want` is -1
     queries = codes[:50]
     offsets, found = probe_balls(
@@ -69,3 +68,30 @@ def test_probe_kernel_finds_exactly_the_rows_with_each_probed_code(skewed: bool)
         )
         assert got == expected
         assert (0, q) in got
+
+
+@pytest.mark.parametrize(("n", "copies"), [(20_000, 1), (5000, 1), (5000, 40)])
+def test_probe_kernel_orders_a_shell_of_many_runs_by_row(n: int, copies: int) -> None:
+    """Neighbours behind all 32 one-bit probes come back in row order: merged when few rows
+    are spread wide (20 000 rows, 32 hits), through the bitmap when they are dense."""
+    rng = np.random.default_rng(4)
+    codes = random_words(rng, n, 1) & np.uint64(0xFFFFFFFF00000000)
+    base = codes[0, 0]
+    neighbours = base ^ (np.uint64(1) << np.arange(32, 64, dtype=np.uint64))
+    rows = rng.choice(np.arange(1, len(codes)), size=32 * copies, replace=False)
+    codes[rows, 0] = np.repeat(neighbours, copies)
+    table = BucketTable(bucket_keys(codes), np.arange(len(codes), dtype=np.int32))
+    masks, weights = ball_masks(32, 1)
+    offsets, found = probe_balls(
+        words_to_codes(codes[:1], 32),
+        pack_masks(bucket_keys(masks), weights, masks),
+        (table.kernel_view(-1),),
+        np.zeros(len(codes), dtype=np.uint8),
+        codes.T.copy(),
+        False,
+    )
+    got_rows, got_distances = split_hits(found)
+    distance_one = np.flatnonzero(np.bitwise_count(codes[:, 0] ^ base) == 1)
+    assert got_rows.tolist() == [0, *distance_one.tolist()]
+    assert got_distances.tolist() == [0] + [1] * len(distance_one)
+    assert offsets.tolist() == [0, 1 + 32 * copies]
