@@ -467,8 +467,9 @@ def markdown(
         "",
         "Reading the results. *How ours runs*: probes and scans are compiled loops (numba, "
         "`index/kernels.py`). One call per query takes every mask of the ball, reads all probed "
-        "cells' bounds before searching any cell (so their cache misses overlap), merges each "
-        "shell's per-probe runs into (distance, row) order and returns one int64 array; "
+        "cells' bounds before searching any cell (so their cache misses overlap), puts each "
+        "shell's per-probe runs in (distance, row) order (a merge, or a row bitmap for big "
+        "shells) and returns one int64 array; "
         "`nearest` scans uint32 words (codes ≤ 32 bits) or uint64 words, and picks the k "
         "smallest by a sampled threshold and a counting sort. *Small balls, single queries*: "
         "what remains is fixed cost per call (the Python method, the readers' lock, numba "
@@ -477,10 +478,10 @@ def markdown(
         "IndexBinaryHash's one C++ call pays less of it, so r = 1 (33 or 65 probes) stays "
         "slower, while from r = 2 (529 or 2,081 probes) on the probe loop dominates and ours is "
         "faster. On clustered codes single answers can hold thousands of hits (big buckets), "
-        "each built as a Python tuple: see the p90. *Batches*: the array form costs about what "
-        "FAISS's does; ours also merges each shell's hits into row order, which FAISS (arbitrary "
-        "order inside a distance) skips. The list form adds ~0.3 µs per hit, seconds for the "
-        "millions of hits of clustered batches. *Memory*: codes of ≤ 32 bits are held as uint32, "
+        "each built as a Python tuple: see the p90. *Batches*: on clustered codes answers hold "
+        "millions of hits; ours also puts each shell's hits in row order, which FAISS (arbitrary "
+        "order inside a distance) skips. The list form adds ~0.3 µs per hit, seconds for those "
+        "millions. *Memory*: codes of ≤ 32 bits are held as uint32, "
         "bucket tables keep ~4 entries per directory cell, and the id table's slots are 70 % "
         "full after a bulk build.",
         "",
