@@ -494,7 +494,12 @@ def markdown(
         "faster. On clustered codes single answers can hold thousands of hits (big buckets), "
         "each built as a Python tuple: see the p90. *Batches*: on clustered codes answers hold "
         "millions of hits; ours also puts each shell's hits in row order, which FAISS (arbitrary "
-        "order inside a distance) skips. The list form adds ~0.3 µs per hit, seconds for those "
+        "order inside a distance) skips. Over 32 bits a tag holds only part of the key, so every "
+        "candidate's stored code is read to confirm it, one more random memory read per hit: "
+        "the likely reason clustered 64-bit batches stay slower than 32-bit ones. "
+        "IndexBinaryMultiHash answers a 64-bit r = 2 batch with 4 substring lookups per query "
+        "instead of 2,081 probes; its tables cost ~8 B/doc each, which the memory budget does "
+        "not leave room for. The list form adds ~0.3 µs per hit, seconds for those "
         "millions. *Memory*: codes of ≤ 32 bits are held as uint32, "
         "bucket tables keep ~4 entries per directory cell, and the id table's slots are 70 % "
         "full after a bulk build.",
