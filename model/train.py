@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from model.autoencoders import VARIANTS, SemanticHashingAutoencoder, SparseBatch, build_autoencoder
 from model.featurizer import Featurizer
-from model.graph import fit_spectral_teacher, sublinear_tfidf
+from model.graph import fit_spectral_teacher, sublinear_tfidf, teacher_plan
 from model.hasher import Hasher, code_statistics
 
 VALIDATION_K = 100
@@ -196,17 +196,21 @@ def teacher_targets(
     config: TrainConfig, featurizer: Featurizer, counts: sp.csr_matrix, train_rows: np.ndarray
 ) -> np.ndarray | None:
     """Teacher targets (n, bits) float32 for the training rows (other rows zero): soft bits when
-    `teacher_sharpness` is set, else hard 0/1 bits. None when the config asks for no teacher or
-    there are too few training documents for `bits` eigenvectors."""
+    `teacher_sharpness` is set, else hard 0/1 bits, one block per graph of `teacher_plan`. None
+    when the config asks for no teacher or there are too few training documents for `bits`
+    eigenvectors."""
     if config.teacher == "none" or config.teacher_weight == 0 or len(train_rows) < config.bits + 3:
         return None
     features = sublinear_tfidf(counts[train_rows], featurizer.idf)
-    teacher = fit_spectral_teacher(features, config.bits, k=config.graph_k, seed=config.seed)
+    blocks = []
+    for k, bits in teacher_plan(config.bits, config.graph_k):
+        teacher = fit_spectral_teacher(features, bits, k=k, seed=config.seed)
+        if config.teacher_sharpness is None:
+            blocks.append(teacher.bits_matrix)
+        else:
+            blocks.append(teacher.soft_bits(config.teacher_sharpness))
     targets = np.zeros((counts.shape[0], config.bits), dtype=np.float32)
-    if config.teacher_sharpness is None:
-        targets[train_rows] = teacher.bits_matrix
-    else:
-        targets[train_rows] = teacher.soft_bits(config.teacher_sharpness)
+    targets[train_rows] = np.concatenate(blocks, axis=1)
     return targets
 
 

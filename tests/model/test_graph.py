@@ -159,6 +159,15 @@ def test_soft_bits_keep_the_hard_bits_sign_and_grade_the_margin(monkeypatch) -> 
     assert np.abs(sharper - 0.5).mean() > np.abs(soft - 0.5).mean()
 
 
+def test_teacher_plan_splits_long_codes_across_three_neighbourhood_sizes() -> None:
+    assert graph.teacher_plan(32, 60) == [(60, 32)]
+    assert graph.teacher_plan(64, 60) == [(30, 22), (60, 21), (120, 21)]
+    assert graph.teacher_plan(128, 10) == [(5, 44), (10, 42), (20, 42)]
+    assert [k for k, _ in graph.teacher_plan(64, 1)] == [1, 1, 2]
+    for bits in range(8, 129, 8):
+        assert sum(size for _, size in graph.teacher_plan(bits, 60)) == bits
+
+
 def test_long_codes_reuse_a_capped_number_of_eigenvectors(monkeypatch) -> None:
     monkeypatch.setattr(graph, "MAX_TEACHER_DIMS", 4)
     features, _ = topic_features(n_topics=4, docs_per_topic=20)

@@ -137,6 +137,22 @@ def test_teacher_targets_are_soft_by_default_and_hard_on_request(clustered) -> N
     assert not soft[1::2].any() and not hard[1::2].any()
 
 
+def test_long_codes_take_teacher_blocks_from_several_graphs(clustered) -> None:
+    from model.featurizer import Featurizer
+
+    texts, _ = clustered
+    featurizer = Featurizer.fit(texts, 1000, 1, 1.0)
+    counts = featurizer.counts(texts)
+    rows = np.arange(len(texts))
+    config = TrainConfig(bits=64, graph_k=6, teacher_sharpness=None)
+    targets = training.teacher_targets(config, featurizer, counts, rows)
+    assert targets is not None and targets.shape == (len(texts), 64)
+    blocks = np.split(targets, [22, 43], axis=1)
+    assert [block.shape[1] for block in blocks] == [22, 21, 21]
+    assert 0.2 < targets.mean() < 0.8
+    assert not np.array_equal(blocks[1][:, :21], blocks[2])
+
+
 @pytest.mark.parametrize("variant", ["sparse", "denoising", "contractive", "variational"])
 def test_every_variant_learns_the_clusters(clustered, variant: str) -> None:
     texts, labels = clustered
