@@ -7,8 +7,11 @@ D^-½ W D^-½ (the trivial first one skipped), and an ITQ rotation of that embed
 taking signs loses as little as possible. The embedding always has `MAX_TEACHER_DIMS`
 dimensions: shorter codes keep its best-quantised directions, longer ones add random rotations of
 it (later eigenvectors are mostly noise, while more projections of the same embedding sharpen the
-Hamming ranking). A trained encoder then learns to predict these bits from the text, which is
-what extends them to documents outside the graph.
+Hamming ranking). Codes of `MULTI_GRAPH_MIN_BITS` or more split their bits between the
+embeddings of three graphs with different neighbourhood sizes (`teacher_plan`), which differ more
+than rotations of one. The student learns soft versions of these bits (`soft_bits`: each bit's
+margin, not only its sign) and predicts them from the text, which is what extends them to
+documents outside the graph.
 """
 
 from __future__ import annotations
