@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,10 +46,14 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
-def spectral_reference(split: EvalSplit) -> float:
-    """P@100 of the teacher's continuous embedding, test rows placed by their kNN in train."""
+def sublinear_features(split: EvalSplit) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(train, test) sublinear TF-IDF rows, the teacher's and the SVM's input."""
     idf = split.featurizer.idf
-    train, test = sublinear_tfidf(split.train_counts, idf), sublinear_tfidf(split.test_counts, idf)
+    return sublinear_tfidf(split.train_counts, idf), sublinear_tfidf(split.test_counts, idf)
+
+
+def spectral_reference(split: EvalSplit, train: sp.csr_matrix, test: sp.csr_matrix) -> float:
+    """P@100 of the teacher's continuous embedding, test rows placed by their kNN in train."""
     embedding = spectral_embedding(knn_graph(train, GRAPH_K), MAX_TEACHER_DIMS)
     placed = np.zeros((test.shape[0], embedding.shape[1]))
     for start in range(0, test.shape[0], 1000):
@@ -61,12 +66,12 @@ def spectral_reference(split: EvalSplit) -> float:
     return precision_at_k_scores(unit_rows(placed), unit_rows(embedding), *labels)["tie_aware"]
 
 
-def supervised_reference(split: EvalSplit) -> tuple[float, float]:
+def supervised_reference(
+    split: EvalSplit, train: sp.csr_matrix, test: sp.csr_matrix
+) -> tuple[float, float]:
     """(test accuracy, P@100 in decision space) of a linear SVM trained on the train labels."""
     from sklearn.svm import LinearSVC
 
-    idf = split.featurizer.idf
-    train, test = sublinear_tfidf(split.train_counts, idf), sublinear_tfidf(split.test_counts, idf)
     y_train = [labels[0] for labels in split.train_labels]
     y_test = [labels[0] for labels in split.test_labels]
     classifier = LinearSVC(C=0.5, random_state=0).fit(train, y_train)
@@ -95,8 +100,9 @@ def main() -> None:
         split = prepare_split(args.corpus, protocol)
         labels = (split.test_labels, split.train_labels)
         cosine = precision_at_k_scores(split.test_tfidf, split.train_tfidf, *labels)["tie_aware"]
-        spectral = spectral_reference(split)
-        accuracy, supervised = supervised_reference(split)
+        train, test = sublinear_features(split)
+        spectral = spectral_reference(split, train, test)
+        accuracy, supervised = supervised_reference(split, train, test)
         rows.append((protocol, cosine, spectral, supervised, accuracy))
         print(protocol, rows[-1][1:], f"{time.monotonic() - started:.0f} s", flush=True)
     lines = [

@@ -374,10 +374,6 @@ class ServiceState:
 
     # ---- reads -----------------------------------------------------------------------------
 
-    async def encode_queries(self, active: ActiveModel, texts: list[str]) -> np.ndarray:
-        """Query codes, merged with searches waiting in the same loop turn into shared calls."""
-        return await self._query_batcher.encode(active.hasher.encode, texts)
-
     async def search_queries(
         self, active: ActiveModel, texts: list[str], finish: Callable[[np.ndarray], T]
     ) -> T:
