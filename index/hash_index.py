@@ -41,6 +41,7 @@ from index.kernels import (
     split_hits,
 )
 from index.rwlock import ReadWriteLock
+from index.substring_scan import group_hits, query_tables, scan_rows, slot_bits_for, substrings
 
 Hit = tuple[str, int]
 Keep = Callable[[str], bool]
@@ -60,6 +61,12 @@ MIN_DELTA_BEFORE_MERGE = 4096
 MERGE_FRACTION = 32
 # Batch probes split into per-thread chunks of at least this many queries.
 MIN_QUERIES_PER_THREAD = 64
+# A batch ball by substring scan (`substring_scan`) costs, in scanned codes, this much per stored
+# code and substring, plus this much per candidate pair (measured at 1 M codes).
+SUBSTRING_COST_IN_CODES = 3
+CANDIDATE_COST_IN_CODES = 10
+# Substring scans split the rows into per-thread chunks of at least this many rows.
+MIN_ROWS_PER_THREAD = 1 << 16
 
 
 class HashIndex:
@@ -216,8 +223,11 @@ class HashIndex:
         """`ball_many` as arrays; query chunks are probed on several threads."""
         radius = _check_radius(radius, self.bits)
         queries = as_code_array(codes, self.bits)
-        chunks = _chunks(len(queries), _workers(len(queries), MIN_QUERIES_PER_THREAD))
         with self._lock.reading():
+            if self._scan_is_cheaper(len(queries), radius):
+                offsets, rows, distances = self._scan_balls(queries, radius)
+                return BatchHits(offsets, rows, distances, self._ids_of_locked)
+            chunks = _chunks(len(queries), _workers(len(queries), MIN_QUERIES_PER_THREAD))
             parts = _map_threads(lambda span: self._probe(queries[span], 0, radius), chunks)
         offsets, found = _join_csr(parts)
         rows, distances = split_hits(found)
@@ -250,6 +260,8 @@ class HashIndex:
         spare.upsert(["warm-up"], np.zeros((1, self.bits // 8), dtype=np.uint8))
         spare.ball(bytes(self.bits // 8), 1)
         spare.ball_many_arrays(np.zeros((1, self.bits // 8), dtype=np.uint8), 1)
+        if self._num_words == 1:
+            spare._scan_balls(np.zeros((1, self.bits // 8), dtype=np.uint8), 1)
         spare.nearest(bytes(self.bits // 8), 1)
 
     # ---- statistics ----------------------------------------------------------------------
@@ -367,6 +379,53 @@ class HashIndex:
             self._words,
             self._confirm_codes,
         )
+
+    def _scan_is_cheaper(self, num_queries: int, radius: int) -> bool:
+        """Whether one substring scan of every code beats probing each query's ball.
+
+        Candidates are estimated for uniform codes (skewed codes have more, but then most of
+        them are hits, which probing pays for too).
+        """
+        if self._num_words != 1 or not num_queries:
+            return False
+        widths = substrings(self.bits, radius)[2]
+        rows = self._ids.rows
+        candidates = rows * num_queries * sum(2.0**-width for width in widths)
+        scan = rows * len(widths) * SUBSTRING_COST_IN_CODES + candidates * CANDIDATE_COST_IN_CODES
+        return scan < num_queries * ball_size(self.bits, radius) * PROBE_COST_IN_CODES
+
+    def _scan_balls(
+        self, queries: np.ndarray, radius: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(offsets, rows, distances) of a batch of balls by one substring scan of every code."""
+        query_words = np.ascontiguousarray(codes_to_words(queries)[:, 0])
+        shifts, masks, _ = substrings(self.bits, radius)
+        slot_bits = slot_bits_for(len(queries))
+        starts, table, slot_words, filters = query_tables(query_words, shifts, masks, slot_bits)
+        pad = 32 if self._word_dtype == np.uint32 else 0
+        stored, where = self._words[0], self._where
+        spans = _chunks(self._ids.rows, _workers(self._ids.rows, MIN_ROWS_PER_THREAD))
+        parts = _map_threads(
+            lambda span: scan_rows(
+                stored,
+                pad,
+                where,
+                span.start,
+                span.stop,
+                shifts,
+                masks,
+                slot_bits,
+                starts,
+                table,
+                slot_words,
+                filters,
+                radius,
+            ),
+            spans,
+        )
+        keys = np.concatenate([keys for keys, _ in parts])
+        rows = np.concatenate([rows for _, rows in parts])
+        return group_hits(keys, rows, len(queries), radius)
 
     def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
         """(id, distance) pairs of rows already ordered by (distance, row)."""

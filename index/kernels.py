@@ -25,7 +25,7 @@ _H01 = np.uint64(0x0101010101010101)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _popcount(x: np.uint64) -> np.uint64:
+def popcount(x: np.uint64) -> np.uint64:
     """Set bits of a uint64 (the SWAR sum; LLVM turns it into a popcount instruction)."""
     x = x - ((x >> np.uint64(1)) & _M1)
     x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
@@ -44,12 +44,12 @@ def scan_distances(words: np.ndarray, query: np.ndarray, removed: np.ndarray) ->
     first = words[0]
     q0 = query[0]
     for i in range(n):
-        distances[i] = _popcount(np.uint64(first[i] ^ q0))
+        distances[i] = popcount(np.uint64(first[i] ^ q0))
     for w in range(1, num_words):
         row_words = words[w]
         qw = query[w]
         for i in range(n):
-            distances[i] += _popcount(np.uint64(row_words[i] ^ qw))
+            distances[i] += popcount(np.uint64(row_words[i] ^ qw))
     for row in removed:
         distances[row] = DEAD_DISTANCE
     return distances
@@ -315,7 +315,7 @@ def _order_by_bitmap(
         word = bitmap[w]
         while word:
             lowest = word & (~word + np.uint64(1))
-            values[out] = distance | (w << 6) | np.int64(_popcount(lowest - np.uint64(1)))
+            values[out] = distance | (w << 6) | np.int64(popcount(lowest - np.uint64(1)))
             out += 1
             word ^= lowest
         bitmap[w] = 0
