@@ -41,7 +41,7 @@ from index.kernels import (
     split_hits,
 )
 from index.rwlock import ReadWriteLock
-from index.substring_scan import group_hits, query_tables, scan_rows, slot_bits_for, substrings
+from index.substring_scan import scan_balls, substrings
 
 Hit = tuple[str, int]
 Keep = Callable[[str], bool]
@@ -398,34 +398,17 @@ class HashIndex:
         self, queries: np.ndarray, radius: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(offsets, rows, distances) of a batch of balls by one substring scan of every code."""
-        query_words = np.ascontiguousarray(codes_to_words(queries)[:, 0])
-        shifts, masks, _ = substrings(self.bits, radius)
-        slot_bits = slot_bits_for(len(queries))
-        starts, table, slot_words, filters = query_tables(query_words, shifts, masks, slot_bits)
-        pad = 32 if self._word_dtype == np.uint32 else 0
-        stored, where = self._words[0], self._where
         spans = _chunks(self._ids.rows, _workers(self._ids.rows, MIN_ROWS_PER_THREAD))
-        parts = _map_threads(
-            lambda span: scan_rows(
-                stored,
-                pad,
-                where,
-                span.start,
-                span.stop,
-                shifts,
-                masks,
-                slot_bits,
-                starts,
-                table,
-                slot_words,
-                filters,
-                radius,
-            ),
-            spans,
+        return scan_balls(
+            self._words[0],
+            32 if self._word_dtype == np.uint32 else 0,
+            self._where,
+            [(span.start, span.stop) for span in spans],
+            np.ascontiguousarray(codes_to_words(queries)[:, 0]),
+            self.bits,
+            radius,
+            lambda function, parts: _map_threads(function, parts, len(parts)),
         )
-        keys = np.concatenate([keys for keys, _ in parts])
-        rows = np.concatenate([rows for _, rows in parts])
-        return group_hits(keys, rows, len(queries), radius)
 
     def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
         """(id, distance) pairs of rows already ordered by (distance, row)."""

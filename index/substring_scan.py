@@ -16,6 +16,7 @@ from the first substring the two agree on; hits come out grouped by query, order
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -32,6 +33,8 @@ SLOTS_PER_QUERY_BITS = 3  # about 8 slots per query keeps false slot matches rar
 # Each substring also gets a bitmap of 2^(slot bits + FILTER_EXTRA_BITS) bits saying which
 # hashes some query has: a few kB that stay in L1, so most codes never read the slot table.
 FILTER_EXTRA_BITS = 3
+# Hits a chunk keeps from its counting pass (8 B each); a chunk with more is scanned again.
+BUFFERED_HITS = 1 << 17
 
 
 @lru_cache(maxsize=64)
@@ -97,37 +100,120 @@ def query_tables(
     return starts, queries, slot_words, filters
 
 
-@njit(cache=True, nogil=True)
-def scan_rows(
+def scan_balls(
     words: np.ndarray,
     pad: int,
     where: np.ndarray,
-    first_row: int,
-    stop_row: int,
+    spans: list[tuple[int, int]],
+    query_words: np.ndarray,
+    bits: int,
+    radius: int,
+    map_spans: Callable[[Callable[[slice], object], list[slice]], list],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets, rows int32, distances uint8) of every query's ball, by (distance, row).
+
+    `words` is the (n,) stored first code word (uint32 codes are shifted up by `pad` bits);
+    `spans` split the rows into chunks that `map_spans(function, spans)` runs (on threads).
+    Each chunk is scanned once, counting hits per (query, distance) key and keeping them in a
+    fixed buffer; the counts give every chunk's place in the answer, and a chunk whose hits did
+    not fit its buffer (skewed codes: millions of hits) is scanned again, writing hits straight
+    to their places. Growing buffers instead cost more in page faults than the second pass.
+    """
+    shifts, masks, _ = substrings(bits, radius)
+    slot_bits = slot_bits_for(len(query_words))
+    tables = query_tables(query_words, shifts, masks, slot_bits)
+    num_keys = len(query_words) * (radius + 1)
+    counts = np.zeros((len(spans), num_keys), dtype=np.int64)
+    buffers = [np.empty(0, dtype=np.int64)] * len(spans)
+
+    def count(part: int) -> None:
+        buffers[part] = np.empty(BUFFERED_HITS, dtype=np.int64)
+        stored = scan_chunk(
+            words,
+            pad,
+            where,
+            spans[part],
+            shifts,
+            masks,
+            slot_bits,
+            tables,
+            radius,
+            counts[part],
+            buffers[part],
+            _NO_POSITIONS,
+            _NO_ROWS,
+            _NO_DISTANCES,
+        )
+        buffers[part] = buffers[part][:stored]
+
+    map_spans(count, list(range(len(spans))))
+    totals = counts.sum(axis=0)
+    key_starts = np.zeros(num_keys + 1, dtype=np.int64)
+    np.cumsum(totals, out=key_starts[1:])
+    # Chunk t's hits of key k go after those of the chunks before it.
+    positions = key_starts[:-1] + np.cumsum(counts, axis=0) - counts
+    rows = np.empty(key_starts[-1], dtype=np.int32)
+    distances = np.empty(key_starts[-1], dtype=np.uint8)
+
+    def fill(part: int) -> None:
+        if len(buffers[part]) == counts[part].sum():
+            place_hits(buffers[part], positions[part], radius, rows, distances)
+            return
+        scan_chunk(
+            words,
+            pad,
+            where,
+            spans[part],
+            shifts,
+            masks,
+            slot_bits,
+            tables,
+            radius,
+            counts[part],
+            _NO_BUFFER,
+            positions[part],
+            rows,
+            distances,
+        )
+
+    map_spans(fill, list(range(len(spans))))
+    return key_starts[:: radius + 1].copy(), rows, distances
+
+
+@njit(cache=True, nogil=True)
+def scan_chunk(
+    words: np.ndarray,
+    pad: int,
+    where: np.ndarray,
+    span: tuple[int, int],
     shifts: np.ndarray,
     masks: np.ndarray,
     slot_bits: int,
-    starts: np.ndarray,
-    queries: np.ndarray,
-    slot_words: np.ndarray,
-    filters: np.ndarray,
+    tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     radius: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hits among rows first_row..stop_row - 1: (query * (radius + 1) + distance, row), by row.
+    counts: np.ndarray,
+    buffer: np.ndarray,
+    positions: np.ndarray,
+    out_rows: np.ndarray,
+    out_distances: np.ndarray,
+) -> int:
+    """Scan rows span[0]..span[1] - 1 for hits; a hit's key is query * (radius + 1) + distance.
 
-    `words` is the (n,) stored first code word (uint32 codes are shifted up by `pad` bits);
-    removed rows are skipped. A pair is kept from the first substring on which it agrees.
-    Candidates are written unconditionally and kept by advancing the count (no branch to
-    mispredict: on skewed codes most candidates are hits, on others few are).
+    Counting (`positions` empty): add each hit to `counts[key]` and store the first len(buffer)
+    as `key << 32 | row`; returns how many were stored. Filling (`positions` given): write each
+    hit's row and distance at `positions[key]`, advanced. Removed rows are skipped; a pair is
+    taken from the first substring on which it agrees. Candidates are written unconditionally
+    and kept by advancing a count: no branch to mispredict.
     """
+    starts, queries, slot_words, filters = tables
+    filling = len(positions) > 0
     num_substrings = len(shifts)
     fields = masks << shifts  # substring j's bits in place
     filter_bits = slot_bits + FILTER_EXTRA_BITS
     limit = np.uint64(radius)
-    keys = np.empty(1024, dtype=np.int64)
-    rows = np.empty(1024, dtype=np.int32)
-    count = 0
-    for row in range(first_row, stop_row):
+    kept = np.empty(len(queries[0]) + 1, dtype=np.int64)
+    stored = 0
+    for row in range(span[0], span[1]):
         word = np.uint64(words[row]) << np.uint64(pad)
         for j in range(num_substrings):
             part = (word >> shifts[j]) & masks[j]
@@ -137,54 +223,47 @@ def scan_rows(
             if where[row] == REMOVED:
                 break
             slot = _slot(part, slot_bits)
-            lo, hi = starts[j, slot], starts[j, slot + np.uint64(1)]
-            if count + (hi - lo) > len(keys):
-                keys = _grown(keys, count + (hi - lo))
-                rows = _grown(rows, count + (hi - lo))
-            for entry in range(lo, hi):
+            found = 0
+            for entry in range(starts[j, slot], starts[j, slot + np.uint64(1)]):
                 difference = word ^ slot_words[j, entry]
                 distance = popcount(difference)
                 earlier = False
                 for i in range(j):
                     earlier |= (difference & fields[i]) == 0
-                keys[count] = np.int64(queries[j, entry]) * (radius + 1) + np.int64(distance)
-                rows[count] = row
+                kept[found] = np.int64(queries[j, entry]) * (radius + 1) + np.int64(distance)
                 same = (difference & fields[j]) == 0
-                count += np.int64((distance <= limit) & same & (not earlier))
-    return keys[:count], rows[:count]
+                found += np.int64((distance <= limit) & same & (not earlier))
+            for h in range(found):
+                key = kept[h]
+                if filling:
+                    out_rows[positions[key]] = row
+                    out_distances[positions[key]] = key % (radius + 1)
+                    positions[key] += 1
+                    continue
+                counts[key] += 1
+                if stored < len(buffer):
+                    buffer[stored] = (key << 32) | row
+                    stored += 1
+    return stored
 
 
 @njit(cache=True, nogil=True)
-def _grown(values: np.ndarray, needed: int) -> np.ndarray:
-    """A copy of `values` with room for at least `needed` entries (doubling)."""
-    grown = np.empty(max(2 * len(values), needed), dtype=values.dtype)
-    grown[: len(values)] = values
-    return grown
+def place_hits(
+    buffer: np.ndarray,
+    positions: np.ndarray,
+    radius: int,
+    out_rows: np.ndarray,
+    out_distances: np.ndarray,
+) -> None:
+    """Write buffered `key << 32 | row` hits (in row order) at `positions[key]`, advanced."""
+    for value in buffer:
+        key = value >> 32
+        out_rows[positions[key]] = value & 0xFFFFFFFF
+        out_distances[positions[key]] = key % (radius + 1)
+        positions[key] += 1
 
 
-@njit(cache=True, nogil=True)
-def group_hits(
-    keys: np.ndarray, rows: np.ndarray, num_queries: int, radius: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR offsets per query, rows (int32) and distances (uint8) ordered by (distance, row).
-
-    `keys`/`rows` come in ascending row order; a counting sort on the key keeps that order.
-    """
-    num_keys = num_queries * (radius + 1)
-    starts = np.zeros(num_keys + 1, dtype=np.int64)
-    for key in keys:
-        starts[key + 1] += 1
-    for key in range(num_keys):
-        starts[key + 1] += starts[key]
-    offsets = np.empty(num_queries + 1, dtype=np.int64)
-    for q in range(num_queries + 1):
-        offsets[q] = starts[q * (radius + 1)]
-    ordered_rows = np.empty(len(rows), dtype=np.int32)
-    distances = np.empty(len(rows), dtype=np.uint8)
-    for i in range(len(keys)):
-        key = keys[i]
-        position = starts[key]
-        ordered_rows[position] = rows[i]
-        distances[position] = key % (radius + 1)
-        starts[key] = position + 1
-    return offsets, ordered_rows, distances
+_NO_BUFFER = np.zeros(0, dtype=np.int64)
+_NO_POSITIONS = np.zeros(0, dtype=np.int64)
+_NO_ROWS = np.zeros(0, dtype=np.int32)
+_NO_DISTANCES = np.zeros(0, dtype=np.uint8)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index import hash_index
+from index import hash_index, substring_scan
 from index.hash_index import HashIndex
 from index.substring_scan import substrings
 
@@ -50,10 +50,14 @@ def test_substrings_cover_every_bit_once(bits: int, radius: int) -> None:
     bits=st.sampled_from([8, 16, 32, 40, 64]),
     radius=st.integers(0, 12),
     seed=st.integers(0, 2**32 - 1),
-    threads=st.sampled_from([1, 2]),
+    threads=st.sampled_from([1, 2, 3]),
+    buffered=st.sampled_from([0, 5, 1 << 17]),
 )
-def test_scan_matches_brute_force(bits: int, radius: int, seed: int, threads: int) -> None:
-    """Clustered codes, duplicates, removals and moves: the scan path equals brute force."""
+def test_scan_matches_brute_force(
+    bits: int, radius: int, seed: int, threads: int, buffered: int
+) -> None:
+    """Clustered codes, duplicates, removals and moves, hits kept from the counting pass or
+    found again by a second pass: the scan path equals brute force."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 3000))
     centres = rng.integers(0, 256, size=(4, bits // 8), dtype=np.uint8)
@@ -72,6 +76,7 @@ def test_scan_matches_brute_force(bits: int, radius: int, seed: int, threads: in
     with (
         mock.patch.object(hash_index, "PROBE_COST_IN_CODES", 10**9),
         mock.patch.object(hash_index, "MIN_ROWS_PER_THREAD", max(1, n // threads)),
+        mock.patch.object(substring_scan, "BUFFERED_HITS", buffered),
     ):
         assert index._scan_is_cheaper(len(queries), radius)
         result = index.ball_many_arrays(queries, radius)
