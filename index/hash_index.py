@@ -34,8 +34,10 @@ from index.hamming import ball_size, shell_range_masks
 from index.id_table import IdTable
 from index.kernels import (
     DEAD_DISTANCE,
+    entry_point,
     pack_masks,
     probe_balls,
+    probe_one,
     scan_distances,
     smallest_rows,
     split_hits,
@@ -67,6 +69,8 @@ SUBSTRING_COST_IN_CODES = 3
 CANDIDATE_COST_IN_CODES = 10
 # Substring scans split the rows into per-thread chunks of at least this many rows.
 MIN_ROWS_PER_THREAD = 1 << 16
+# Room for a single query's hits passed to the kernel (it returns a bigger array if needed).
+SINGLE_QUERY_HITS = 64
 
 
 class HashIndex:
@@ -87,6 +91,9 @@ class HashIndex:
         self._delta = BucketTable.empty()
         self._removed_rows = np.zeros(0, dtype=np.intp)
         self._main_is_current = True
+        self._tables = self._kernel_tables()
+        # A single query's code as Python ints: value << pad is its W words side by side.
+        self._query_pad = self._num_words * WORD_BITS - self.bits
         self._lock = ReadWriteLock()
 
     # ---- size and membership -------------------------------------------------------------
@@ -144,6 +151,7 @@ class HashIndex:
             self._words[:, rows] = stored.T
             self._where[rows] = IN_DELTA
             self._rebuild_delta(extra_rows=rows)
+            self._tables = self._kernel_tables()
 
     def remove(self, ids: Sequence[str]) -> int:
         """Forget documents; returns how many of `ids` were indexed."""
@@ -154,6 +162,7 @@ class HashIndex:
                 self._main_is_current = False
                 self._where[rows] = REMOVED
                 self._removed_rows = np.union1d(self._removed_rows, rows).astype(np.intp)
+                self._tables = self._kernel_tables()
             return len(rows)
 
     @classmethod
@@ -168,6 +177,7 @@ class HashIndex:
         index._words = np.ascontiguousarray(index._stored(words).T)
         index._where = np.full(len(ids), IN_MAIN, dtype=np.uint8)
         index._main = BucketTable(bucket_keys(words), np.arange(len(ids), dtype=np.int32))
+        index._tables = index._kernel_tables()
         return index
 
     def to_arrays(self) -> tuple[list[str], np.ndarray]:
@@ -188,10 +198,21 @@ class HashIndex:
     def ball(self, code: bytes, radius: int, keep: Keep | None = None) -> list[Hit]:
         """Ids within Hamming distance `radius` of `code`, by (distance, insertion order)."""
         radius = _check_radius(radius, self.bits)
-        query = self._query_codes(code)
+        first_word, second_word = self._query_words(code)
+        masks = _probe_masks(self.bits, 0, radius)
+        found = np.empty(SINGLE_QUERY_HITS, dtype=np.int64)
         with self._lock.reading():
-            _, found = self._probe(query, 0, radius)
-            values = found.tolist()
+            count, found = _probe_one(self._word_dtype)(
+                first_word,
+                second_word,
+                masks,
+                self._tables,
+                self._where,
+                self._words,
+                self._confirm_codes,
+                found,
+            )
+            values = found[:count].tolist()
             ids = self._ids.ids_of([value & 0xFFFFFFFF for value in values])
         hits = list(zip(ids, [value >> 32 for value in values], strict=True))
         return hits if keep is None else [hit for hit in hits if keep(hit[0])]
@@ -298,6 +319,16 @@ class HashIndex:
             for w in range(self._num_words)
         ]
 
+    def _query_words(self, code: bytes) -> tuple[int, int]:
+        """One code's first two words as Python ints (the second 0 for one-word codes);
+        ValueError when its length is wrong."""
+        if not isinstance(code, _CODE_TYPES) or len(code) != self.bits // 8:
+            self._query_codes(code)  # raises the precise error
+        value = int.from_bytes(code, "big") << self._query_pad
+        if self._num_words == 1:
+            return value, 0
+        return value >> WORD_BITS, value & _WORD_MASK
+
     def _query_codes(self, code: bytes) -> np.ndarray:
         """One code as a (1, bits/8) uint8 array; ValueError when its length is wrong."""
         if not isinstance(code, _CODE_TYPES):
@@ -367,14 +398,10 @@ class HashIndex:
     def _probe(self, queries: np.ndarray, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
         """CSR offsets and (distance << 32 | row) of the documents within shells first..last of
         each (q, bits/8) uint8 query, ordered by (distance, row) per query."""
-        tables = (
-            self._main.kernel_view(ANY_ROW if self._main_is_current else IN_MAIN),
-            self._delta.kernel_view(IN_DELTA),
-        )
         return probe_balls(
             queries,
             _probe_masks(self.bits, first, last),
-            tables,
+            self._tables,
             self._where,
             self._words,
             self._confirm_codes,
@@ -408,6 +435,13 @@ class HashIndex:
             self.bits,
             radius,
             lambda function, parts: _map_threads(function, parts, len(parts)),
+        )
+
+    def _kernel_tables(self) -> tuple:
+        """Both bucket tables as the kernels take them (rebuilt after every write)."""
+        return (
+            self._main.kernel_view(ANY_ROW if self._main_is_current else IN_MAIN),
+            self._delta.kernel_view(IN_DELTA),
         )
 
     def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
@@ -557,6 +591,30 @@ _CODE_TYPES = (bytes, bytearray, memoryview)
 _INTEGER_TYPES = (int, np.integer)
 _NO_DISTANCES = np.zeros(0, dtype=np.uint8)
 _NO_ROWS = np.zeros(0, dtype=np.int32)
+
+
+_WORD_MASK = (1 << WORD_BITS) - 1
+
+
+@lru_cache(maxsize=2)
+def _probe_one(word_dtype: type) -> Callable:
+    """`kernels.probe_one`'s entry point for an index whose codes are stored as `word_dtype`.
+
+    Every argument of a `ball` call has the type of these examples (the tables and masks are
+    built by this module, the words of a code are unsigned 64-bit ints).
+    """
+    empty = HashIndex(8)
+    return entry_point(
+        probe_one,
+        np.uint64(0),
+        np.uint64(0),
+        _probe_masks(8, 0, 0),
+        empty._tables,
+        empty._where,
+        np.zeros((1, 1), dtype=word_dtype),
+        True,
+        np.zeros(1, dtype=np.int64),
+    )
 
 
 def _workers(tasks: int, min_per_worker: int) -> int:

@@ -9,8 +9,12 @@ first process after an install pays the compile. Codes are word-major (W, n) arr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
-from numba import njit
+from numba import njit, typeof
+from numba.core.dispatcher import Dispatcher
+from numba.core.typing.typeof import Purpose
 
 from index.bucket_table import KEY_TABLES
 
@@ -22,6 +26,14 @@ _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
 _H01 = np.uint64(0x0101010101010101)
+
+
+def entry_point(kernel: Dispatcher, *example: object) -> Callable:
+    """`kernel` compiled (or loaded from the disk cache) for the types of the `example` arguments,
+    as a function that skips numba's typing of every argument on every call (half the fixed cost
+    of a small query when its caches are cold). Only pass it arguments of exactly those types:
+    it does not check them."""
+    return kernel.compile(tuple(typeof(value, Purpose.argument) for value in example))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -191,10 +203,56 @@ def probe_balls(
     where: np.ndarray,
     words: np.ndarray,
     confirm_codes: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hits of every query's probes `query XOR mask`: CSR offsets and (distance << 32 | row).
+) -> tuple[np.ndarray, np.ndarray]:
+    """`probe_words` of packed (q, b/8) uint8 query codes."""
+    query_words = np.empty((len(query_codes), masks.shape[1] - 2), dtype=np.uint64)
+    for q in range(len(query_codes)):
+        _pack_words(query_codes[q], query_words[q])
+    found = np.empty(256, dtype=np.int64)
+    offsets, found = probe_words(query_words, masks, tables, where, words, confirm_codes, found)
+    return offsets, found[: offsets[-1]]
 
-    Queries are packed (q, b/8) uint8 codes, made into the (W,) uint64 words of `codes.py` here.
+
+@njit(cache=True, nogil=True)
+def probe_one(
+    first_word: np.uint64,
+    second_word: np.uint64,
+    masks: np.ndarray,
+    tables: tuple,
+    where: np.ndarray,
+    words: np.ndarray,
+    confirm_codes: bool,
+    found: np.ndarray,
+) -> tuple[int, np.ndarray]:
+    """The (distance << 32 | row) hits of one query given as its first two code words (the
+    second ignored for one-word codes): (count, array holding them first).
+
+    Scalars are cheaper to pass in than an array, and the hits go to the caller's `found`
+    (int64), returned as is unless it was too small: boxing a new result array costs more than
+    all the probing of a small ball when the caches are cold.
+    """
+    query_words = np.empty((1, masks.shape[1] - 2), dtype=np.uint64)
+    query_words[0, 0] = first_word
+    if query_words.shape[1] > 1:
+        query_words[0, 1] = second_word
+    offsets, found = probe_words(query_words, masks, tables, where, words, confirm_codes, found)
+    return offsets[1], found
+
+
+@njit(cache=True, nogil=True)
+def probe_words(
+    query_words: np.ndarray,
+    masks: np.ndarray,
+    tables: tuple,
+    where: np.ndarray,
+    words: np.ndarray,
+    confirm_codes: bool,
+    found: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hits of every query's probes `query XOR mask`: CSR offsets and (distance << 32 | row),
+    the latter in `found` (int64), or in a grown copy when it was too small.
+
+    Queries are (q, W) uint64 words of `codes.py`.
 
     `masks` is `pack_masks`'s (P, 2 + W) array. A probe's bucket key is its query's XOR its
     mask's, and its distance is the mask's weight (masks come in shell order, weights ascending).
@@ -204,14 +262,12 @@ def probe_balls(
     query's hits are ordered by (distance, row); one int64 array (not two) keeps the per-call
     allocations and conversions back to Python few.
     """
-    num_queries = len(query_codes)
+    num_queries = len(query_words)
     num_masks = len(masks)
     mask_keys = masks[:, 0]
     mask_weights = masks[:, 1]
     mask_words = masks[:, 2:]
-    query = np.zeros(mask_words.shape[1], dtype=np.uint64)
     offsets = np.zeros(num_queries + 1, dtype=np.int64)
-    found = np.empty(256, dtype=np.int64)
     scratch = np.empty(0, dtype=np.int64)
     bitmap = np.zeros(0, dtype=np.uint64)  # one bit per row, allocated when a shell needs it
     # Boundaries of the current shell's runs (each probe's hits in one table, ascending rows).
@@ -219,7 +275,7 @@ def probe_balls(
     runs = np.empty((len(tables), num_masks, 2), dtype=np.int64)
     count = 0
     for q in range(num_queries):
-        _pack_words(query_codes[q], query)
+        query = query_words[q]
         query_key = _bucket_key(query)
         for t in range(len(tables)):
             directory, tags, _, _ = tables[t]
@@ -250,7 +306,7 @@ def probe_balls(
                     run_bounds[num_runs] = count
         scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
         offsets[q + 1] = count
-    return offsets, found[:count]
+    return offsets, found
 
 
 @njit(cache=True, nogil=True, inline="always")
