@@ -34,15 +34,14 @@ from index.hamming import ball_size, shell_range_masks
 from index.id_table import IdTable
 from index.kernels import (
     DEAD_DISTANCE,
-    entry_point,
     pack_masks,
     probe_balls,
-    probe_one,
     scan_distances,
     smallest_rows,
     split_hits,
 )
 from index.rwlock import ReadWriteLock
+from index.single_query import bound_probe_one, layout_of
 from index.substring_scan import scan_balls, substrings
 
 Hit = tuple[str, int]
@@ -91,7 +90,7 @@ class HashIndex:
         self._delta = BucketTable.empty()
         self._removed_rows = np.zeros(0, dtype=np.intp)
         self._main_is_current = True
-        self._tables = self._kernel_tables()
+        self._refresh_kernel_views()
         # A single query's code as Python ints: value << pad is its W words side by side.
         self._query_pad = self._num_words * WORD_BITS - self.bits
         self._lock = ReadWriteLock()
@@ -137,21 +136,25 @@ class HashIndex:
             return
         words = codes_to_words(codes)
         with self._lock.writing():
-            rows = np.fromiter(map(self._row_for, ids), dtype=np.intp, count=len(ids))
-            self._ensure_capacity(self._ids.rows)
-            last = _last_occurrences(rows)
-            rows, words = rows[last], words[last]
-            stored = self._stored(words)
-            changed = (self._where[rows] != IN_MAIN) | np.any(
-                stored != self._words[:, rows].T, axis=1
-            )
-            rows, stored = rows[changed], stored[changed]
-            if np.any(self._where[rows] == IN_MAIN):
-                self._main_is_current = False
-            self._words[:, rows] = stored.T
-            self._where[rows] = IN_DELTA
-            self._rebuild_delta(extra_rows=rows)
-            self._tables = self._kernel_tables()
+            try:
+                self._upsert_locked(ids, words)
+            finally:
+                self._refresh_kernel_views()
+
+    def _upsert_locked(self, ids: Sequence[str], words: np.ndarray) -> None:
+        """`upsert` of validated ids and their (n, W) uint64 words, under the write lock."""
+        rows = np.fromiter(map(self._row_for, ids), dtype=np.intp, count=len(ids))
+        self._ensure_capacity(self._ids.rows)
+        last = _last_occurrences(rows)
+        rows, words = rows[last], words[last]
+        stored = self._stored(words)
+        changed = (self._where[rows] != IN_MAIN) | np.any(stored != self._words[:, rows].T, axis=1)
+        rows, stored = rows[changed], stored[changed]
+        if np.any(self._where[rows] == IN_MAIN):
+            self._main_is_current = False
+        self._words[:, rows] = stored.T
+        self._where[rows] = IN_DELTA
+        self._rebuild_delta(extra_rows=rows)
 
     def remove(self, ids: Sequence[str]) -> int:
         """Forget documents; returns how many of `ids` were indexed."""
@@ -162,7 +165,7 @@ class HashIndex:
                 self._main_is_current = False
                 self._where[rows] = REMOVED
                 self._removed_rows = np.union1d(self._removed_rows, rows).astype(np.intp)
-                self._tables = self._kernel_tables()
+                self._refresh_kernel_views()
             return len(rows)
 
     @classmethod
@@ -177,7 +180,7 @@ class HashIndex:
         index._words = np.ascontiguousarray(index._stored(words).T)
         index._where = np.full(len(ids), IN_MAIN, dtype=np.uint8)
         index._main = BucketTable(bucket_keys(words), np.arange(len(ids), dtype=np.int32))
-        index._tables = index._kernel_tables()
+        index._refresh_kernel_views()
         return index
 
     def to_arrays(self) -> tuple[list[str], np.ndarray]:
@@ -202,13 +205,12 @@ class HashIndex:
         masks = _probe_masks(self.bits, 0, radius)
         found = np.empty(SINGLE_QUERY_HITS, dtype=np.int64)
         with self._lock.reading():
-            count, found = _probe_one(self._word_dtype)(
+            count, found = bound_probe_one(self._word_dtype)(
                 first_word,
                 second_word,
                 masks,
-                self._tables,
-                self._where,
-                self._words,
+                self._layout,
+                self._word_dtype,
                 self._confirm_codes,
                 found,
             )
@@ -437,12 +439,15 @@ class HashIndex:
             lambda function, parts: _map_threads(function, parts, len(parts)),
         )
 
-    def _kernel_tables(self) -> tuple:
-        """Both bucket tables as the kernels take them (rebuilt after every write)."""
-        return (
+    def _refresh_kernel_views(self) -> None:
+        """Rebuild what the kernels are given after a write: both bucket tables as
+        `kernel_view`s, and the address block of every array for single queries (which must
+        never outlive the arrays it points to, so writers call this even when they fail)."""
+        self._tables = (
             self._main.kernel_view(ANY_ROW if self._main_is_current else IN_MAIN),
             self._delta.kernel_view(IN_DELTA),
         )
+        self._layout = layout_of(self._tables, self._where, self._words)
 
     def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
         """(id, distance) pairs of rows already ordered by (distance, row)."""
@@ -594,27 +599,6 @@ _NO_ROWS = np.zeros(0, dtype=np.int32)
 
 
 _WORD_MASK = (1 << WORD_BITS) - 1
-
-
-@lru_cache(maxsize=2)
-def _probe_one(word_dtype: type) -> Callable:
-    """`kernels.probe_one`'s entry point for an index whose codes are stored as `word_dtype`.
-
-    Every argument of a `ball` call has the type of these examples (the tables and masks are
-    built by this module, the words of a code are unsigned 64-bit ints).
-    """
-    empty = HashIndex(8)
-    return entry_point(
-        probe_one,
-        np.uint64(0),
-        np.uint64(0),
-        _probe_masks(8, 0, 0),
-        empty._tables,
-        empty._where,
-        np.zeros((1, 1), dtype=word_dtype),
-        True,
-        np.zeros(1, dtype=np.int64),
-    )
 
 
 def _workers(tasks: int, min_per_worker: int) -> int:

@@ -214,32 +214,6 @@ def probe_balls(
 
 
 @njit(cache=True, nogil=True)
-def probe_one(
-    first_word: np.uint64,
-    second_word: np.uint64,
-    masks: np.ndarray,
-    tables: tuple,
-    where: np.ndarray,
-    words: np.ndarray,
-    confirm_codes: bool,
-    found: np.ndarray,
-) -> tuple[int, np.ndarray]:
-    """The (distance << 32 | row) hits of one query given as its first two code words (the
-    second ignored for one-word codes): (count, array holding them first).
-
-    Scalars are cheaper to pass in than an array, and the hits go to the caller's `found`
-    (int64), returned as is unless it was too small: boxing a new result array costs more than
-    all the probing of a small ball when the caches are cold.
-    """
-    query_words = np.empty((1, masks.shape[1] - 2), dtype=np.uint64)
-    query_words[0, 0] = first_word
-    if query_words.shape[1] > 1:
-        query_words[0, 1] = second_word
-    offsets, found = probe_words(query_words, masks, tables, where, words, confirm_codes, found)
-    return offsets[1], found
-
-
-@njit(cache=True, nogil=True)
 def probe_words(
     query_words: np.ndarray,
     masks: np.ndarray,
