@@ -26,7 +26,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_FORMAT = "docbits-model/1"
 INPUT_WEIGHTINGS = ("tfidf", "sublinear")
-# Calls of up to this many texts (searches) take the fast path; ingest batches gain nothing there.
+# Calls of up to this many texts (searches) are featurized text by text; larger ones as a matrix.
 FAST_PATH_MAX_TEXTS = 256
 
 
@@ -102,7 +102,10 @@ class Hasher:
     def encode(self, texts: Sequence[str], batch_size: int = 2048) -> np.ndarray:
         """Packed codes uint8 (n, bits/8), bit i big-endian in byte i//8; same text, same code.
 
-        A few texts (a search) go through `FastEncoder`, which gives the very same codes.
+        A few texts (a search) are featurized one by one in Python; more go through the
+        featurizer's sparse matrix. Both give the same TF-IDF rows bit for bit, and the same
+        `FastEncoder` kernel encodes each row on its own, so a text's code never depends on
+        the call it came in.
         """
         if self.fast is not None and len(texts) <= min(FAST_PATH_MAX_TEXTS, batch_size):
             return self.fast.encode(texts)
@@ -116,6 +119,8 @@ class Hasher:
             tfidf = sublinear_tfidf(counts, self.featurizer.idf)
         else:
             tfidf = self.featurizer.tfidf(counts=counts)
+        if self.fast is not None:
+            return self.fast.encode_tfidf(tfidf)
         parts = [np.zeros((0, self.bits // 8), dtype=np.uint8)]
         with torch.inference_mode():
             for start in range(0, tfidf.shape[0], batch_size):
