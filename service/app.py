@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     install_error_handlers(app)
     for router in (search, documents, buckets, model, health, metrics):  # /similar before /{id}
         app.include_router(router.router)
+    app.router.routes[:0] = search.HOT_ROUTES
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app
