@@ -214,6 +214,8 @@ class HashIndex:
                 self._confirm_codes,
                 found,
             )
+            if not count:
+                return []
             values = found[:count].tolist()
             ids = self._ids.ids_of([value & 0xFFFFFFFF for value in values])
         hits = list(zip(ids, [value >> 32 for value in values], strict=True))

@@ -253,7 +253,8 @@ def probe_words(
         query_key = _bucket_key(query)
         for t in range(len(tables)):
             directory, tags, _, _ = tables[t]
-            _find_runs(directory, tags, query_key, mask_keys, runs[t])
+            if len(tags):
+                _find_runs(directory, tags, query_key, mask_keys, runs[t])
         run_bounds[0] = count
         num_runs = 0
         for p in range(num_masks):
@@ -263,6 +264,8 @@ def probe_words(
                 num_runs = 0
             for t in range(len(tables)):
                 _, _, rows, want = tables[t]
+                if not len(rows):
+                    continue  # an empty table (the delta, mostly): no runs were found
                 lo, hi = runs[t, p, 0], runs[t, p, 1]
                 if count + (hi - lo) > len(found):
                     found = _grown(found, count + (hi - lo))
