@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_response, install_error_handlers
 from service.metrics import RequestMetricsMiddleware
+from service.query_string import warm_up as warm_up_query_string
 from service.routers import buckets, documents, health, metrics, model, search
 from service.routers.health import VERSION
 from service.schemas import ErrorResponse
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
             state.open()
         if settings.api_key is None:
             log.warning("no DOCBITS_API_KEY set: the API is open to anyone who can reach it")
+        warm_up_query_string()
         loader = threading.Thread(target=state.load, name="docbits-load", daemon=True)
         loader.start()
         try:

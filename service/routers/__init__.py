@@ -9,6 +9,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
+from service.query_string import parse_query_string
 from service.state import ServiceState
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -55,7 +56,7 @@ def parse_query(request: Request, model: type[Model]) -> Model:
     CPU than everything else the route does on the loop.
     """
     try:
-        return model.model_validate(dict(request.query_params))
+        return model.model_validate(parse_query_string(request))
     except ValidationError as error:
         problems = [{**problem, "loc": ("query", *problem["loc"])} for problem in error.errors()]
         raise RequestValidationError(problems) from None

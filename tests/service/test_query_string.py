@@ -1,0 +1,67 @@
+"""`parse_query_string` against Starlette's own query parsing, on arbitrary query strings."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.requests import Request
+
+from service.query_string import parse_query_string
+
+# Separators, escapes (valid, truncated, lower/upper hex, encoded UTF-8 and broken UTF-8),
+# plus signs and plain characters, so keys, values and their decoding all vary.
+PIECES = st.sampled_from(
+    [
+        "&",
+        "=",
+        "+",
+        "%",
+        "%2",
+        "%20",
+        "%2B",
+        "%26",
+        "%3D",
+        "%41",
+        "%e2%80%99",
+        "%C3%A9",
+        "%C3",
+        "%ff",
+        "%zz",
+        "%%41",
+        "q",
+        "limit",
+        "10",
+        "a",
+        "Z",
+        "~",
+        ";",
+        "-",
+        "_",
+        ".",
+        "%0A",
+    ]
+)
+QUERY_STRINGS = st.lists(PIECES, max_size=30).map("".join)
+
+
+def request_for(query_string: bytes) -> Request:
+    return Request({"type": "http", "query_string": query_string, "headers": []})
+
+
+@settings(max_examples=500, deadline=None)
+@given(QUERY_STRINGS)
+def test_ascii_query_strings_parse_as_starlette_does(query: str) -> None:
+    request = request_for(query.encode("ascii"))
+    assert parse_query_string(request) == dict(request.query_params)
+
+
+@settings(max_examples=100, deadline=None)
+@given(QUERY_STRINGS, st.sampled_from(["\u00e9", "\u2019", "\U0001f600"]))
+def test_raw_non_ascii_bytes_take_starlettes_path(query: str, character: str) -> None:
+    request = request_for((query + character).encode("utf-8"))
+    assert parse_query_string(request) == dict(request.query_params)
+
+
+def test_a_long_query_decodes_every_escape() -> None:
+    request = request_for(b"q=caf%C3%A9+au+lait%0Aline+2%2C+%26more&limit=5&limit=7")
+    assert parse_query_string(request) == {"q": "café au lait\nline 2, &more", "limit": "7"}
