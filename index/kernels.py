@@ -230,7 +230,8 @@ def probe_words(
 
     `masks` is `pack_masks`'s (P, 2 + W) array. A probe's bucket key is its query's XOR its
     mask's, and its distance is the mask's weight (masks come in shell order, weights ascending).
-    `tables` holds (directory, tags, rows, want) per `BucketTable.kernel_view`; an entry counts
+    `tables` holds two (directory, tags, rows, want) of `BucketTable.kernel_view` (main and
+    delta); an entry counts
     when `where[row]` equals `want` (any row when `want` is negative) and,
     with `confirm_codes`, its stored words equal the probe's (tags hold only 32 key bits). Each
     query's hits are ordered by (distance, row); one int64 array (not two) keeps the per-call
@@ -241,20 +242,23 @@ def probe_words(
     mask_keys = masks[:, 0]
     mask_weights = masks[:, 1]
     mask_words = masks[:, 2:]
+    # Unpacked once: indexing a tuple of tables with a loop variable copies the whole tuple.
+    main_directory, main_tags, main_rows, main_want = tables[0]
+    delta_directory, delta_tags, delta_rows, delta_want = tables[1]
     offsets = np.zeros(num_queries + 1, dtype=np.int64)
     scratch = np.empty(0, dtype=np.int64)
     bitmap = np.zeros(0, dtype=np.uint64)  # one bit per row, allocated when a shell needs it
     # Boundaries of the current shell's runs (each probe's hits in one table, ascending rows).
-    run_bounds = np.empty(num_masks * len(tables) + 1, dtype=np.int64)
-    runs = np.empty((len(tables), num_masks, 2), dtype=np.int64)
+    run_bounds = np.empty(2 * num_masks + 1, dtype=np.int64)
+    main_runs = np.empty((num_masks, 2), dtype=np.int64)
+    delta_runs = np.zeros((num_masks, 2), dtype=np.int64)  # stays empty while the delta is
     count = 0
     for q in range(num_queries):
         query = query_words[q]
         query_key = _bucket_key(query)
-        for t in range(len(tables)):
-            directory, tags, _, _ = tables[t]
-            if len(tags):
-                _find_runs(directory, tags, query_key, mask_keys, runs[t])
+        _find_runs(main_directory, main_tags, query_key, mask_keys, main_runs)
+        if len(delta_rows):
+            _find_runs(delta_directory, delta_tags, query_key, mask_keys, delta_runs)
         run_bounds[0] = count
         num_runs = 0
         for p in range(num_masks):
@@ -262,28 +266,79 @@ def probe_words(
                 scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
                 run_bounds[0] = count
                 num_runs = 0
-            for t in range(len(tables)):
-                _, _, rows, want = tables[t]
-                if not len(rows):
-                    continue  # an empty table (the delta, mostly): no runs were found
-                lo, hi = runs[t, p, 0], runs[t, p, 1]
-                if count + (hi - lo) > len(found):
-                    found = _grown(found, count + (hi - lo))
-                distance = np.int64(mask_weights[p]) << 32
-                for entry in range(lo, hi):
-                    row = rows[entry]
-                    if want >= 0 and where[row] != want:
-                        continue
-                    if confirm_codes and not _same_code(words, row, query, mask_words[p]):
-                        continue
-                    found[count] = distance | row
-                    count += 1
+            needed = count + main_runs[p, 1] - main_runs[p, 0] + delta_runs[p, 1] - delta_runs[p, 0]
+            if needed > len(found):
+                found = _grown(found, needed)
+            distance = np.int64(mask_weights[p]) << 32
+            lo, hi = main_runs[p, 0], main_runs[p, 1]
+            if lo < hi:
+                count = _collect(
+                    found,
+                    count,
+                    main_rows[lo:hi],
+                    main_want,
+                    distance,
+                    where,
+                    words,
+                    confirm_codes,
+                    query,
+                    mask_words,
+                    p,
+                )
+                if count > run_bounds[num_runs]:
+                    num_runs += 1
+                    run_bounds[num_runs] = count
+            lo, hi = delta_runs[p, 0], delta_runs[p, 1]
+            if lo < hi:
+                count = _collect(
+                    found,
+                    count,
+                    delta_rows[lo:hi],
+                    delta_want,
+                    distance,
+                    where,
+                    words,
+                    confirm_codes,
+                    query,
+                    mask_words,
+                    p,
+                )
                 if count > run_bounds[num_runs]:
                     num_runs += 1
                     run_bounds[num_runs] = count
         scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
         offsets[q + 1] = count
     return offsets, found
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _collect(
+    found: np.ndarray,
+    count: int,
+    rows: np.ndarray,
+    want: int,
+    distance: int,
+    where: np.ndarray,
+    words: np.ndarray,
+    confirm_codes: bool,
+    query: np.ndarray,
+    mask_words: np.ndarray,
+    p: int,
+) -> int:
+    """Append `distance | row` to `found` (from `count`) for each current `rows` entry whose
+    stored code is `query XOR mask_words[p]` (checked only with `confirm_codes`); returns the
+    new count.
+
+    Only called for non-empty runs: taking array slices costs reference counting per call.
+    """
+    for row in rows:
+        if want >= 0 and where[row] != want:
+            continue
+        if confirm_codes and not _same_code(words, row, query, mask_words, p):
+            continue
+        found[count] = distance | row
+        count += 1
+    return count
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -295,11 +350,13 @@ def _pack_words(code: np.ndarray, words: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _same_code(words: np.ndarray, row: int, query: np.ndarray, mask: np.ndarray) -> bool:
-    """Whether stored code `row` (a column of (W, n) `words`) equals `query XOR mask`."""
+def _same_code(
+    words: np.ndarray, row: int, query: np.ndarray, mask_words: np.ndarray, p: int
+) -> bool:
+    """Whether stored code `row` (a column of (W, n) `words`) equals `query XOR mask_words[p]`."""
     same = True
     for w in range(len(query)):
-        same &= words[w, row] == query[w] ^ mask[w]
+        same &= words[w, row] == query[w] ^ mask_words[p, w]
     return same
 
 

@@ -52,7 +52,7 @@ def test_probe_kernel_finds_exactly_the_rows_with_each_probed_code(skewed: bool)
     offsets, found = probe_balls(
         words_to_codes(queries, 32),
         pack_masks(bucket_keys(masks), weights, masks),
-        (table.kernel_view(-1),),
+        (table.kernel_view(-1), BucketTable.empty().kernel_view(-1)),
         where,
         codes.T.copy(),
         False,
@@ -85,7 +85,7 @@ def test_probe_kernel_orders_a_shell_of_many_runs_by_row(n: int, copies: int) ->
     offsets, found = probe_balls(
         words_to_codes(codes[:1], 32),
         pack_masks(bucket_keys(masks), weights, masks),
-        (table.kernel_view(-1),),
+        (table.kernel_view(-1), BucketTable.empty().kernel_view(-1)),
         np.zeros(len(codes), dtype=np.uint8),
         codes.T.copy(),
         False,
