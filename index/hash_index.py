@@ -284,9 +284,10 @@ class HashIndex:
         spare = HashIndex(self.bits)
         spare.upsert(["warm-up"], np.zeros((1, self.bits // 8), dtype=np.uint8))
         spare.ball(bytes(self.bits // 8), 1)
-        spare.ball_many_arrays(np.zeros((1, self.bits // 8), dtype=np.uint8), 1)
+        queries = np.zeros((1, self.bits // 8), dtype=np.uint8)
+        spare._probe(queries, 0, 1)  # batches take either path (`_scan_is_cheaper`): warm both
         if self._num_words == 1:
-            spare._scan_balls(np.zeros((1, self.bits // 8), dtype=np.uint8), 1)
+            spare._scan_balls(queries, 1)
         spare.nearest(bytes(self.bits // 8), 1)
 
     # ---- statistics ----------------------------------------------------------------------

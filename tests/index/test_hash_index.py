@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from index import hash_index, kernels
+from index import hash_index, kernels, single_query, substring_scan
 from index.hash_index import BatchHits, HashIndex
 from tests.index.oracle import OracleIndex
 
@@ -204,7 +204,15 @@ def test_batch_arrays_resolve_ids_after_the_documents_are_removed() -> None:
 def test_warm_up_compiles_the_query_kernels(bits: int) -> None:
     """After warm_up, the probe and scan kernels hold a compiled version for these codes."""
     HashIndex(bits).warm_up()
-    for kernel in (kernels.probe_balls, kernels.scan_distances, kernels.smallest_rows):
+    for kernel in (
+        kernels.probe_balls,
+        kernels.scan_distances,
+        kernels.smallest_rows,
+        single_query.probe_one,
+        substring_scan.scan_chunk,
+        substring_scan.place_hits,
+        substring_scan.query_tables,
+    ):
         assert kernel.signatures
 
 
