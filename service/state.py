@@ -257,9 +257,10 @@ class ServiceState:
         return hasher.fingerprint
 
     def close(self) -> None:
-        """Stop training and release the store."""
+        """Stop training, the search worker and release the store."""
         if self.trainer is not None:
             self.trainer.shutdown()
+        self._query_batcher.close()
         if self.store is not None:
             self.store.close()
 

@@ -199,3 +199,23 @@ def test_arrivals_during_a_running_batch_form_the_next_one() -> None:
     assert [codes.tolist() for codes in results] == [[[5]], [[1]], [[2]]]
     assert calls == [["first"], ["a", "bb"]]
     assert overlapping == [False, False]
+
+
+def test_every_batch_runs_on_the_batchers_one_worker_thread() -> None:
+    import threading
+
+    threads: set[str] = set()
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        threads.add(threading.current_thread().name)
+        return np.zeros((len(texts), 1), dtype=np.uint8)
+
+    batcher = EncodeBatcher()
+
+    async def one_after_another() -> None:
+        for round_ in range(30):
+            await asyncio.gather(*(batcher.encode(encode, ["t"]) for _ in range(round_ % 4 + 1)))
+
+    asyncio.run(one_after_another())
+    batcher.close()
+    assert len(threads) == 1 and threads.pop().startswith("docbits-search")
