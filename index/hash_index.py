@@ -60,8 +60,9 @@ PROBE_BUDGET_FRACTION = 4
 MAX_NEAREST_PROBES = 1 << 16
 MIN_DELTA_BEFORE_MERGE = 4096
 MERGE_FRACTION = 32
-# Batch probes split into per-thread chunks of at least this many queries.
-MIN_QUERIES_PER_THREAD = 64
+# Batch probes split into per-thread chunks of at least this many probes (starting a thread
+# costs about as much as ~1,000 probes; a batch of 1,000 buckets runs on one).
+MIN_PROBES_PER_THREAD = 16384
 # A batch ball by substring scan (`substring_scan`) costs, in scanned codes, this much per stored
 # code and substring, plus this much per candidate pair (measured at 1 M codes).
 SUBSTRING_COST_IN_CODES = 3
@@ -252,7 +253,9 @@ class HashIndex:
             if self._scan_is_cheaper(len(queries), radius):
                 offsets, rows, distances = self._scan_balls(queries, radius)
                 return BatchHits(offsets, rows, distances, self._ids_of_locked)
-            chunks = _chunks(len(queries), _workers(len(queries), MIN_QUERIES_PER_THREAD))
+            probes = ball_size(self.bits, radius)
+            workers = _workers(len(queries), -(-MIN_PROBES_PER_THREAD // probes))
+            chunks = _chunks(len(queries), workers)
             parts = _map_threads(lambda span: self._probe(queries[span], 0, radius), chunks)
         offsets, found = _join_csr(parts)
         rows, distances = split_hits(found)

@@ -153,9 +153,7 @@ def _find_runs(
     matches are one contiguous run. Two passes: first every probe's cell bounds, then the runs,
     so the (cache-missing) reads of different probes overlap instead of waiting on each other.
     """
-    shift = np.uint64(64)
-    while (np.uint64(1) << (np.uint64(64) - shift)) < len(directory) - 1:
-        shift -= np.uint64(1)
+    shift = _cell_shift(directory)
     for p in range(len(mask_keys)):
         cell = (query_key ^ mask_keys[p]) >> shift
         runs[p, 0] = directory[cell]
@@ -179,6 +177,17 @@ def _find_runs(
             stop += 1
         runs[p, 0] = lo
         runs[p, 1] = stop
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cell_shift(directory: np.ndarray) -> np.uint64:
+    """How far a key is shifted right to give its cell: 64 - log2(cells)."""
+    cells = np.uint64(len(directory) - 1)
+    shift = np.uint64(64)
+    while cells > np.uint64(1):
+        cells >>= np.uint64(1)
+        shift -= np.uint64(1)
+    return shift
 
 
 @njit(cache=True, nogil=True, inline="always")
