@@ -87,6 +87,10 @@ class BucketTable:
         self._shift = np.uint64(64 - directory_bits)
         sorted_keys = keys[order]
         self.tags = (sorted_keys >> np.uint64(32)).astype(np.uint32)
+        # Whether entries with equal tags (adjacent) always have equal keys.
+        self.uniform_runs = not np.any(
+            (self.tags[1:] == self.tags[:-1]) & (sorted_keys[1:] != sorted_keys[:-1])
+        )
         self.rows = np.ascontiguousarray(rows[order], dtype=np.int32)
         cells = (sorted_keys >> self._shift).astype(np.intp)
         counts = np.bincount(cells, minlength=1 << directory_bits)

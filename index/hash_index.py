@@ -33,6 +33,9 @@ from index.codes import (
 from index.hamming import ball_size, shell_range_masks
 from index.id_table import IdTable
 from index.kernels import (
+    CONFIRM_EACH,
+    CONFIRM_NONE,
+    CONFIRM_RUN,
     DEAD_DISTANCE,
     pack_masks,
     probe_balls,
@@ -80,7 +83,7 @@ class HashIndex:
         self.bits = validate_bits(bits)
         self._num_words = words_per_code(bits)
         # Bucket tables hold 32 key bits below their directory bits: exact only for codes of at
-        # most 32 bits, so longer codes are confirmed against `_words`.
+        # most 32 bits, so longer codes are confirmed against `_words` (see `_confirm_mode`).
         self._confirm_codes = self.bits > 32
         # Codes of at most 32 bits are stored as uint32 (the top half of their only word).
         self._word_dtype = np.uint32 if self.bits <= 32 else np.uint64
@@ -212,7 +215,7 @@ class HashIndex:
                 masks,
                 self._layout,
                 self._word_dtype,
-                self._confirm_codes,
+                self._confirm,
                 found,
             )
             if not count:
@@ -412,7 +415,7 @@ class HashIndex:
             self._tables,
             self._where,
             self._words,
-            self._confirm_codes,
+            self._confirm,
         )
 
     def _scan_is_cheaper(self, num_queries: int, radius: int) -> bool:
@@ -454,6 +457,17 @@ class HashIndex:
             self._delta.kernel_view(IN_DELTA),
         )
         self._layout = layout_of(self._tables, self._where, self._words)
+        self._confirm = self._confirm_mode()
+
+    def _confirm_mode(self) -> int:
+        """How probes check candidates' codes (`kernels.CONFIRM_*`): not at all when tags hold
+        the whole code, once per run of equal tags when no two codes in a table share a tag
+        (keys are a bijection of one-word codes), else every candidate."""
+        if not self._confirm_codes:
+            return CONFIRM_NONE
+        if self._num_words == 1 and self._main.uniform_runs and self._delta.uniform_runs:
+            return CONFIRM_RUN
+        return CONFIRM_EACH
 
     def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
         """(id, distance) pairs of rows already ordered by (distance, row)."""

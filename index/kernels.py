@@ -19,6 +19,10 @@ from numba.core.typing.typeof import Purpose
 from index.bucket_table import KEY_TABLES
 
 DEAD_DISTANCE = 255
+# How a probe's candidates (entries whose tag equals the probe's) are checked against its code.
+CONFIRM_NONE = 0  # tags hold the whole key (codes of at most 32 bits)
+CONFIRM_RUN = 1  # entries with equal tags have equal codes: the first current one settles a run
+CONFIRM_EACH = 2  # every candidate's stored code is compared
 # Cells longer than this (big buckets of skewed codes) are searched by bisection.
 LONG_CELL = 16
 SAMPLE_SIZE = 16384
@@ -211,14 +215,14 @@ def probe_balls(
     tables: tuple,
     where: np.ndarray,
     words: np.ndarray,
-    confirm_codes: bool,
+    confirm: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`probe_words` of packed (q, b/8) uint8 query codes."""
     query_words = np.empty((len(query_codes), masks.shape[1] - 2), dtype=np.uint64)
     for q in range(len(query_codes)):
         _pack_words(query_codes[q], query_words[q])
     found = np.empty(256, dtype=np.int64)
-    offsets, found = probe_words(query_words, masks, tables, where, words, confirm_codes, found)
+    offsets, found = probe_words(query_words, masks, tables, where, words, confirm, found)
     return offsets, found[: offsets[-1]]
 
 
@@ -229,7 +233,7 @@ def probe_words(
     tables: tuple,
     where: np.ndarray,
     words: np.ndarray,
-    confirm_codes: bool,
+    confirm: int,
     found: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hits of every query's probes `query XOR mask`: CSR offsets and (distance << 32 | row),
@@ -241,8 +245,10 @@ def probe_words(
     mask's, and its distance is the mask's weight (masks come in shell order, weights ascending).
     `tables` holds two (directory, tags, rows, want) of `BucketTable.kernel_view` (main and
     delta); an entry counts
-    when `where[row]` equals `want` (any row when `want` is negative) and,
-    with `confirm_codes`, its stored words equal the probe's (tags hold only 32 key bits). Each
+    when `where[row]` equals `want` (any row when `want` is negative) and its code is the
+    probe's, which tags alone settle only for codes of at most 32 bits. `confirm` says how the
+    code is checked: CONFIRM_NONE, CONFIRM_RUN (entries with equal tags have equal codes, so the
+    first current entry of a run settles the whole run) or CONFIRM_EACH (every entry). Each
     query's hits are ordered by (distance, row); one int64 array (not two) keeps the per-call
     allocations and conversions back to Python few.
     """
@@ -289,7 +295,7 @@ def probe_words(
                     distance,
                     where,
                     words,
-                    confirm_codes,
+                    confirm,
                     query,
                     mask_words,
                     p,
@@ -307,7 +313,7 @@ def probe_words(
                     distance,
                     where,
                     words,
-                    confirm_codes,
+                    confirm,
                     query,
                     mask_words,
                     p,
@@ -329,22 +335,27 @@ def _collect(
     distance: int,
     where: np.ndarray,
     words: np.ndarray,
-    confirm_codes: bool,
+    confirm: int,
     query: np.ndarray,
     mask_words: np.ndarray,
     p: int,
 ) -> int:
-    """Append `distance | row` to `found` (from `count`) for each current `rows` entry whose
-    stored code is `query XOR mask_words[p]` (checked only with `confirm_codes`); returns the
-    new count.
+    """Append `distance | row` to `found` (from `count`) for each current entry of the run
+    `rows` whose stored code is `query XOR mask_words[p]` (checked as `confirm` says, see
+    `probe_words`); returns the new count.
 
     Only called for non-empty runs: taking array slices costs reference counting per call.
     """
+    settled = confirm == CONFIRM_NONE
     for row in rows:
         if want >= 0 and where[row] != want:
             continue
-        if confirm_codes and not _same_code(words, row, query, mask_words, p):
-            continue
+        if not settled:
+            if not _same_code(words, row, query, mask_words, p):
+                if confirm == CONFIRM_RUN:
+                    return count  # every entry of the run has this code
+                continue
+            settled = confirm == CONFIRM_RUN
         found[count] = distance | row
         count += 1
     return count

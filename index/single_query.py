@@ -21,7 +21,7 @@ import numpy as np
 from numba import carray, njit, types
 from numba.extending import intrinsic
 
-from index.kernels import entry_point, probe_words
+from index.kernels import CONFIRM_EACH, entry_point, probe_words
 
 # Field positions in a layout: per table (main, delta) its directory, tags and rows addresses,
 # directory length, entry count and `want`; then `where` and `words`.
@@ -81,7 +81,7 @@ def probe_one(
     masks: np.ndarray,
     layout: np.ndarray,
     word_dtype: type,
-    confirm_codes: bool,
+    confirm: int,
     found: np.ndarray,
 ) -> tuple[int, np.ndarray]:
     """The (distance << 32 | row) hits of one query given as its first two code words (the
@@ -97,7 +97,7 @@ def probe_one(
     query_words[0, 0] = first_word
     if query_words.shape[1] > 1:
         query_words[0, 1] = second_word
-    offsets, found = probe_words(query_words, masks, tables, where, words, confirm_codes, found)
+    offsets, found = probe_words(query_words, masks, tables, where, words, confirm, found)
     return offsets[1], found
 
 
@@ -114,6 +114,6 @@ def bound_probe_one(word_dtype: type) -> Callable:
         masks,
         np.zeros(LAYOUT_SIZE, dtype=np.int64),
         word_dtype,
-        True,
+        CONFIRM_EACH,
         np.zeros(1, dtype=np.int64),
     )

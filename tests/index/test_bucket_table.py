@@ -8,7 +8,7 @@ import pytest
 from index.bucket_table import BucketTable, bucket_key, bucket_keys
 from index.codes import words_to_codes
 from index.hamming import ball_masks
-from index.kernels import pack_masks, probe_balls, split_hits
+from index.kernels import CONFIRM_NONE, pack_masks, probe_balls, split_hits
 
 
 def random_words(rng: np.random.Generator, n: int, num_words: int) -> np.ndarray:
@@ -55,7 +55,7 @@ def test_probe_kernel_finds_exactly_the_rows_with_each_probed_code(skewed: bool)
         (table.kernel_view(-1), BucketTable.empty().kernel_view(-1)),
         where,
         codes.T.copy(),
-        False,
+        CONFIRM_NONE,
     )
     rows, distances = split_hits(found)
     for q, query in enumerate(queries[:, 0]):
@@ -88,7 +88,7 @@ def test_probe_kernel_orders_a_shell_of_many_runs_by_row(n: int, copies: int) ->
         (table.kernel_view(-1), BucketTable.empty().kernel_view(-1)),
         np.zeros(len(codes), dtype=np.uint8),
         codes.T.copy(),
-        False,
+        CONFIRM_NONE,
     )
     got_rows, got_distances = split_hits(found)
     distance_one = np.flatnonzero(np.bitwise_count(codes[:, 0] ^ base) == 1)

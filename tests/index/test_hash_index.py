@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from index import hash_index, kernels, single_query, substring_scan
+from index.bucket_table import bucket_key
 from index.hash_index import BatchHits, HashIndex
 from tests.index.oracle import OracleIndex
 
@@ -311,3 +312,36 @@ def test_large_index_matches_numpy_oracle(bits: int) -> None:
         for radius in (0, 2):
             expected = [(ids[i], int(distances[i])) for i in order if distances[i] <= radius]
             assert index.ball(query.tobytes(), radius) == expected
+
+
+def code_with_key(key: int) -> int:
+    """The 64-bit code whose bucket key is `key`, by inverting the unit-triangular map bit by bit
+    from the least significant one (input bit i changes output bits i and above only)."""
+    code = 0
+    for bit in range(64):
+        if (bucket_key([code]) ^ key) >> bit & 1:
+            code ^= 1 << bit
+    assert bucket_key([code]) == key
+    return code
+
+
+@pytest.mark.parametrize("removed", [False, True])
+def test_codes_sharing_a_tag_are_confirmed_one_by_one(removed: bool) -> None:
+    """Two 64-bit codes whose keys differ only below the 32 tag bits share a run of equal tags:
+    probes then check every candidate (not once per run), and stay exact."""
+    rng = np.random.default_rng(5)
+    first = int(rng.integers(0, 2**63))
+    second = code_with_key(bucket_key([first]) ^ 1)
+    others = [int(code) for code in rng.integers(0, 2**63, size=50)]
+    codes = [first, second, first, second, *others]
+    ids = [f"d{i}" for i in range(len(codes))]
+    index = HashIndex.from_arrays(64, ids, to_array(codes, 64))
+    assert not index._main.uniform_runs and index._confirm == kernels.CONFIRM_EACH
+    oracle = OracleIndex()
+    oracle.upsert(list(zip(ids, codes, strict=True)))
+    if removed:
+        index.remove(["d0"])
+        oracle.remove(["d0"])
+    check_against_oracle(index, oracle, [first, second, first ^ 1, second ^ 4])
+    spread = HashIndex.from_arrays(64, ids[4:], to_array(others, 64))
+    assert spread._main.uniform_runs and spread._confirm == kernels.CONFIRM_RUN
