@@ -33,8 +33,9 @@ SLOTS_PER_QUERY_BITS = 3  # about 8 slots per query keeps false slot matches rar
 # Each substring also gets a bitmap of 2^(slot bits + FILTER_EXTRA_BITS) bits saying which
 # hashes some query has: a few kB that stay in L1, so most codes never read the slot table.
 FILTER_EXTRA_BITS = 3
-# Hits a chunk keeps from its counting pass (8 B each); a chunk with more is scanned again.
-BUFFERED_HITS = 1 << 17
+# Hits a chunk keeps from its counting pass (8 B each, 64 MiB reserved per chunk, of which
+# only the pages written are ever touched); a chunk with more is scanned a second time.
+BUFFERED_HITS = 1 << 23
 
 
 @lru_cache(maxsize=64)
@@ -115,9 +116,9 @@ def scan_balls(
     `words` is the (n,) stored first code word (uint32 codes are shifted up by `pad` bits);
     `spans` split the rows into chunks that `map_spans(function, spans)` runs (on threads).
     Each chunk is scanned once, counting hits per (query, distance) key and keeping them in a
-    fixed buffer; the counts give every chunk's place in the answer, and a chunk whose hits did
-    not fit its buffer (skewed codes: millions of hits) is scanned again, writing hits straight
-    to their places. Growing buffers instead cost more in page faults than the second pass.
+    fixed buffer; the counts give every chunk's place in the answer, where the buffered hits
+    are then written. A chunk whose hits did not fit its buffer is scanned a second time,
+    writing hits straight to their places.
     """
     shifts, masks, _ = substrings(bits, radius)
     slot_bits = slot_bits_for(len(query_words))
