@@ -25,6 +25,7 @@ CONFIRM_RUN = 1  # entries with equal tags have equal codes: the first current o
 CONFIRM_EACH = 2  # every candidate's stored code is compared
 # Cells longer than this (big buckets of skewed codes) are searched by bisection.
 LONG_CELL = 16
+BLOCK_PROBES = 64
 SAMPLE_SIZE = 16384
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -258,22 +259,25 @@ def probe_words(
     mask_weights = masks[:, 1]
     mask_words = masks[:, 2:]
     # Unpacked once: indexing a tuple of tables with a loop variable copies the whole tuple.
-    main_directory, main_tags, main_rows, main_want = tables[0]
-    delta_directory, delta_tags, delta_rows, delta_want = tables[1]
+    _, _, main_rows, main_want = tables[0]
+    _, _, delta_rows, delta_want = tables[1]
     offsets = np.zeros(num_queries + 1, dtype=np.int64)
     scratch = np.empty(0, dtype=np.int64)
     bitmap = np.zeros(0, dtype=np.uint64)  # one bit per row, allocated when a shell needs it
     # Boundaries of the current shell's runs (each probe's hits in one table, ascending rows).
     run_bounds = np.empty(2 * num_masks + 1, dtype=np.int64)
-    main_runs = np.empty((num_masks, 2), dtype=np.int64)
-    delta_runs = np.zeros((num_masks, 2), dtype=np.int64)  # stays empty while the delta is
+    # Queries are probed in blocks of at least BLOCK_PROBES probes (one query for r >= 1, 64
+    # buckets for r = 0), so the cache misses of a block's probes overlap.
+    block = max(1, BLOCK_PROBES // num_masks)
+    probe_keys = np.empty(block * num_masks, dtype=np.uint64)
+    main_runs = np.empty((block * num_masks, 2), dtype=np.int64)
+    delta_runs = np.zeros((block * num_masks, 2), dtype=np.int64)  # empty while the delta is
     count = 0
     for q in range(num_queries):
         query = query_words[q]
-        query_key = _bucket_key(query)
-        _find_runs(main_directory, main_tags, query_key, mask_keys, main_runs)
-        if len(delta_rows):
-            _find_runs(delta_directory, delta_tags, query_key, mask_keys, delta_runs)
+        first = q % block * num_masks  # this query's first probe in the block
+        if first == 0:
+            _block_runs(query_words, q, block, mask_keys, probe_keys, tables, main_runs, delta_runs)
         run_bounds[0] = count
         num_runs = 0
         for p in range(num_masks):
@@ -281,16 +285,17 @@ def probe_words(
                 scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
                 run_bounds[0] = count
                 num_runs = 0
-            needed = count + main_runs[p, 1] - main_runs[p, 0] + delta_runs[p, 1] - delta_runs[p, 0]
+            main_lo, main_hi = main_runs[first + p, 0], main_runs[first + p, 1]
+            delta_lo, delta_hi = delta_runs[first + p, 0], delta_runs[first + p, 1]
+            needed = count + main_hi - main_lo + delta_hi - delta_lo
             if needed > len(found):
                 found = _grown(found, needed)
             distance = np.int64(mask_weights[p]) << 32
-            lo, hi = main_runs[p, 0], main_runs[p, 1]
-            if lo < hi:
+            if main_lo < main_hi:
                 count = _collect(
                     found,
                     count,
-                    main_rows[lo:hi],
+                    main_rows[main_lo:main_hi],
                     main_want,
                     distance,
                     where,
@@ -303,12 +308,11 @@ def probe_words(
                 if count > run_bounds[num_runs]:
                     num_runs += 1
                     run_bounds[num_runs] = count
-            lo, hi = delta_runs[p, 0], delta_runs[p, 1]
-            if lo < hi:
+            if delta_lo < delta_hi:
                 count = _collect(
                     found,
                     count,
-                    delta_rows[lo:hi],
+                    delta_rows[delta_lo:delta_hi],
                     delta_want,
                     distance,
                     where,
@@ -324,6 +328,32 @@ def probe_words(
         scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
         offsets[q + 1] = count
     return offsets, found
+
+
+@njit(cache=True, nogil=True)
+def _block_runs(
+    query_words: np.ndarray,
+    start: int,
+    block: int,
+    mask_keys: np.ndarray,
+    probe_keys: np.ndarray,
+    tables: tuple,
+    main_runs: np.ndarray,
+    delta_runs: np.ndarray,
+) -> None:
+    """Runs of every probe of queries start..start + block - 1 (fewer at the end), in order."""
+    stop = min(start + block, len(query_words))
+    num_masks = len(mask_keys)
+    for q in range(start, stop):
+        query_key = _bucket_key(query_words[q])
+        for p in range(num_masks):
+            probe_keys[(q - start) * num_masks + p] = query_key ^ mask_keys[p]
+    probes = (stop - start) * num_masks
+    directory, tags, _, _ = tables[0]
+    _find_runs(directory, tags, np.uint64(0), probe_keys[:probes], main_runs[:probes])
+    directory, tags, _, _ = tables[1]
+    if len(tags):
+        _find_runs(directory, tags, np.uint64(0), probe_keys[:probes], delta_runs[:probes])
 
 
 @njit(cache=True, nogil=True, inline="always")
