@@ -87,10 +87,15 @@ class BucketTable:
         self._shift = np.uint64(64 - directory_bits)
         sorted_keys = keys[order]
         self.tags = (sorted_keys >> np.uint64(32)).astype(np.uint32)
-        # Whether entries with equal tags (adjacent) always have equal keys.
-        self.uniform_runs = not np.any(
+        # Positions (ascending) of the first entry of each run of equal tags that holds more
+        # than one key: rare (two of n keys share their top 32 bits), but then a run's entries
+        # are not all one code.
+        mixed = np.flatnonzero(
             (self.tags[1:] == self.tags[:-1]) & (sorted_keys[1:] != sorted_keys[:-1])
         )
+        run_starts = np.flatnonzero(np.r_[True, self.tags[1:] != self.tags[:-1]])
+        first_of_run = run_starts[np.searchsorted(run_starts, mixed + 1, side="right") - 1]
+        self.mixed_runs = np.unique(first_of_run).astype(np.int32)
         self.rows = np.ascontiguousarray(rows[order], dtype=np.int32)
         cells = (sorted_keys >> self._shift).astype(np.intp)
         counts = np.bincount(cells, minlength=1 << directory_bits)
@@ -108,12 +113,12 @@ class BucketTable:
     @property
     def nbytes(self) -> int:
         """Memory held by the table's arrays."""
-        return self.tags.nbytes + self.rows.nbytes + self._directory.nbytes
+        return self.tags.nbytes + self.rows.nbytes + self._directory.nbytes + self.mixed_runs.nbytes
 
-    def kernel_view(self, want: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """The table as `kernels.probe_balls` takes it: (directory, tags, rows, want); an entry
-        counts when `where[row] == want`, or always when `want` is negative."""
-        return (self._directory, self.tags, self.rows, want)
+    def kernel_view(self, want: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """The table as `kernels.probe_balls` takes it: (directory, tags, rows, mixed runs, want);
+        an entry counts when `where[row] == want`, or always when `want` is negative."""
+        return (self._directory, self.tags, self.rows, self.mixed_runs, want)
 
     def lookup_one(self, key: int) -> list[int]:
         """Rows whose cell and tag equal those of `key` (a Python int), in table order."""

@@ -291,7 +291,7 @@ class HashIndex:
         spare.upsert(["warm-up"], np.zeros((1, self.bits // 8), dtype=np.uint8))
         spare.ball(bytes(self.bits // 8), 1)
         queries = np.zeros((1, self.bits // 8), dtype=np.uint8)
-        spare._probe(queries, 0, 1)  # batches take either path (`_scan_is_cheaper`): warm both
+        split_hits(spare._probe(queries, 0, 1)[1])  # batches may probe or scan: warm both
         if self._num_words == 1:
             spare._scan_balls(queries, 1)
         spare.nearest(bytes(self.bits // 8), 1)
@@ -461,13 +461,11 @@ class HashIndex:
 
     def _confirm_mode(self) -> int:
         """How probes check candidates' codes (`kernels.CONFIRM_*`): not at all when tags hold
-        the whole code, once per run of equal tags when no two codes in a table share a tag
-        (keys are a bijection of one-word codes), else every candidate."""
+        the whole code, once per run of equal tags for one-word codes (keys are a bijection of
+        them, so a run not listed as mixed holds one code), else every candidate."""
         if not self._confirm_codes:
             return CONFIRM_NONE
-        if self._num_words == 1 and self._main.uniform_runs and self._delta.uniform_runs:
-            return CONFIRM_RUN
-        return CONFIRM_EACH
+        return CONFIRM_RUN if self._num_words == 1 else CONFIRM_EACH
 
     def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
         """(id, distance) pairs of rows already ordered by (distance, row)."""

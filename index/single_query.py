@@ -2,7 +2,7 @@
 
 A small ball's whole answer takes a few microseconds of probing, but calling a numba kernel costs
 about a microsecond per array argument once the caches are cold (each is checked and wrapped),
-and the hash index's tables are nine arrays. Here they travel as one int64 array of addresses
+and the hash index's tables are eleven arrays. Here they travel as one int64 array of addresses
 and lengths (`layout_of`), rebuilt by every write, and the kernel is called through an entry
 point bound once (`bound_probe_one`), so numba does not type the arguments per call either.
 
@@ -23,9 +23,9 @@ from numba.extending import intrinsic
 
 from index.kernels import CONFIRM_EACH, entry_point, probe_words
 
-# Field positions in a layout: per table (main, delta) its directory, tags and rows addresses,
-# directory length, entry count and `want`; then `where` and `words`.
-_TABLE_FIELDS = 6
+# Field positions in a layout: per table (main, delta) its directory, tags, rows and mixed runs
+# addresses, directory length, entry count, mixed runs count and `want`; then `where`, `words`.
+_TABLE_FIELDS = 8
 _WHERE = 2 * _TABLE_FIELDS
 _WORDS = _WHERE + 2
 LAYOUT_SIZE = _WORDS + 3
@@ -34,8 +34,8 @@ LAYOUT_SIZE = _WORDS + 3
 def layout_of(tables: tuple, where: np.ndarray, words: np.ndarray) -> np.ndarray:
     """The int64 address block of two `BucketTable.kernel_view`s, `where` and (W, n) `words`."""
     layout = np.zeros(LAYOUT_SIZE, dtype=np.int64)
-    for t, (directory, tags, rows, want) in enumerate(tables):
-        for array in (directory, tags, rows):
+    for t, (directory, tags, rows, mixed, want) in enumerate(tables):
+        for array in (directory, tags, rows, mixed):
             if not array.flags.c_contiguous:
                 raise ValueError("kernel arrays must be C-contiguous")
         base = t * _TABLE_FIELDS
@@ -43,8 +43,10 @@ def layout_of(tables: tuple, where: np.ndarray, words: np.ndarray) -> np.ndarray
             directory.ctypes.data,
             tags.ctypes.data,
             rows.ctypes.data,
+            mixed.ctypes.data,
             len(directory),
             len(rows),
+            len(mixed),
             want,
         )
     layout[_WHERE : _WHERE + 2] = (where.ctypes.data, len(where))
@@ -66,12 +68,13 @@ def _pointer(typingctx: object, address: types.Integer) -> tuple:
 
 @njit(cache=True, nogil=True)
 def _table(layout: np.ndarray, t: int) -> tuple:
-    """Table t of a layout as (directory, tags, rows, want)."""
+    """Table t of a layout as (directory, tags, rows, mixed runs, want)."""
     base = t * _TABLE_FIELDS
-    directory = carray(_pointer(layout[base]), layout[base + 3], np.int32)
-    tags = carray(_pointer(layout[base + 1]), layout[base + 4], np.uint32)
-    rows = carray(_pointer(layout[base + 2]), layout[base + 4], np.int32)
-    return directory, tags, rows, layout[base + 5]
+    directory = carray(_pointer(layout[base]), layout[base + 4], np.int32)
+    tags = carray(_pointer(layout[base + 1]), layout[base + 5], np.uint32)
+    rows = carray(_pointer(layout[base + 2]), layout[base + 5], np.int32)
+    mixed = carray(_pointer(layout[base + 3]), layout[base + 6], np.int32)
+    return directory, tags, rows, mixed, layout[base + 7]
 
 
 @njit(cache=True, nogil=True)

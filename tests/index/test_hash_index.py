@@ -209,6 +209,7 @@ def test_warm_up_compiles_the_query_kernels(bits: int) -> None:
         kernels.probe_balls,
         kernels.scan_distances,
         kernels.smallest_rows,
+        kernels.split_hits,
         single_query.probe_one,
         substring_scan.scan_chunk,
         substring_scan.place_hits,
@@ -328,7 +329,8 @@ def code_with_key(key: int) -> int:
 @pytest.mark.parametrize("removed", [False, True])
 def test_codes_sharing_a_tag_are_confirmed_one_by_one(removed: bool) -> None:
     """Two 64-bit codes whose keys differ only below the 32 tag bits share a run of equal tags:
-    probes then check every candidate (not once per run), and stay exact."""
+    the table lists that run as mixed, probes check its candidates one by one (other runs once
+    each), and stay exact."""
     rng = np.random.default_rng(5)
     first = int(rng.integers(0, 2**63))
     second = code_with_key(bucket_key([first]) ^ 1)
@@ -336,7 +338,7 @@ def test_codes_sharing_a_tag_are_confirmed_one_by_one(removed: bool) -> None:
     codes = [first, second, first, second, *others]
     ids = [f"d{i}" for i in range(len(codes))]
     index = HashIndex.from_arrays(64, ids, to_array(codes, 64))
-    assert not index._main.uniform_runs and index._confirm == kernels.CONFIRM_EACH
+    assert index._main.mixed_runs.tolist() == [index._main.tags.tolist().index(tag_of(first))]
     oracle = OracleIndex()
     oracle.upsert(list(zip(ids, codes, strict=True)))
     if removed:
@@ -344,4 +346,9 @@ def test_codes_sharing_a_tag_are_confirmed_one_by_one(removed: bool) -> None:
         oracle.remove(["d0"])
     check_against_oracle(index, oracle, [first, second, first ^ 1, second ^ 4])
     spread = HashIndex.from_arrays(64, ids[4:], to_array(others, 64))
-    assert spread._main.uniform_runs and spread._confirm == kernels.CONFIRM_RUN
+    assert not len(spread._main.mixed_runs) and spread._confirm == kernels.CONFIRM_RUN
+
+
+def tag_of(code: int) -> int:
+    """The 32-bit tag of a one-word code's bucket key."""
+    return bucket_key([code]) >> 32
