@@ -63,9 +63,9 @@ PROBE_BUDGET_FRACTION = 4
 MAX_NEAREST_PROBES = 1 << 16
 MIN_DELTA_BEFORE_MERGE = 4096
 MERGE_FRACTION = 32
-# Batch probes split into per-thread chunks of at least this many probes (starting a thread
-# costs about as much as ~1,000 probes; a batch of 1,000 buckets runs on one).
-MIN_PROBES_PER_THREAD = 16384
+# Batch probes split into per-thread chunks of at least this many probes (handing a chunk to
+# a pooled thread costs about as much as a few hundred probes).
+MIN_PROBES_PER_THREAD = 256
 # A batch ball by substring scan (`substring_scan`) costs, in scanned codes, this much per stored
 # code and substring, plus this much per candidate pair (measured at 1 M codes).
 SUBSTRING_COST_IN_CODES = 3
@@ -617,26 +617,33 @@ _NO_ROWS = np.zeros(0, dtype=np.int32)
 
 
 _WORD_MASK = (1 << WORD_BITS) - 1
+_CPUS = os.cpu_count() or 1  # (asking costs ~15 µs per call)
 
 
 def _workers(tasks: int, min_per_worker: int) -> int:
     """Threads worth using for `tasks` tasks of which each thread should get `min_per_worker`."""
-    return max(1, min(os.cpu_count() or 1, tasks // max(1, min_per_worker)))
+    return max(1, min(_CPUS, tasks // max(1, min_per_worker)))
 
 
 def _chunks(count: int, parts: int) -> list[slice]:
     """`parts` contiguous slices covering range(count)."""
-    bounds = np.linspace(0, count, parts + 1).astype(int).tolist()
+    bounds = [count * part // parts for part in range(parts + 1)]
     return [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
 
 
 def _map_threads(function: Callable, items: Sequence, workers: int | None = None) -> list:
-    """`function` over `items` in order, on `workers` threads (default: one per item)."""
+    """`function` over `items` in order: in this thread when `workers` (default: one per item)
+    is at most 1, else on the shared pool of one thread per CPU."""
     workers = len(items) if workers is None else workers
     if workers <= 1:
         return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(function, items))
+    return list(_shared_pool().map(function, items))
+
+
+@lru_cache(maxsize=1)
+def _shared_pool() -> ThreadPoolExecutor:
+    """One thread per CPU, started once: starting threads per batch cost ~0.1 ms each."""
+    return ThreadPoolExecutor(max_workers=_CPUS, thread_name_prefix="hash-index")
 
 
 def _join_csr(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -282,7 +282,8 @@ def probe_words(
         num_runs = 0
         for p in range(num_masks):
             if p > 0 and mask_weights[p] != mask_weights[p - 1]:
-                scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
+                if num_runs > 1:  # (a call passing arrays costs reference counting)
+                    scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
                 run_bounds[0] = count
                 num_runs = 0
             main_lo, main_hi = main_runs[first + p, 0], main_runs[first + p, 1]
@@ -327,7 +328,8 @@ def probe_words(
                 if count > run_bounds[num_runs]:
                     num_runs += 1
                     run_bounds[num_runs] = count
-        scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
+        if num_runs > 1:
+            scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
         offsets[q + 1] = count
     return offsets, found
 
