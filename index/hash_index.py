@@ -64,8 +64,8 @@ MAX_NEAREST_PROBES = 1 << 16
 MIN_DELTA_BEFORE_MERGE = 4096
 MERGE_FRACTION = 32
 # Batch probes split into per-thread chunks of at least this many probes (handing a chunk to
-# a pooled thread costs about as much as a few hundred probes).
-MIN_PROBES_PER_THREAD = 256
+# a pooled thread and waiting for it costs ~50-100 µs on a busy machine, ~1,000 probes).
+MIN_PROBES_PER_THREAD = 4096
 # A batch ball by substring scan (`substring_scan`) costs, in scanned codes, this much per stored
 # code and substring, plus this much per candidate pair (measured at 1 M codes).
 SUBSTRING_COST_IN_CODES = 3
