@@ -511,7 +511,7 @@ def markdown(
         "shells). *Single queries* pay mostly fixed costs when the caches are cold: the Python "
         "method, the readers' lock, the kernel call and the result list. A single `ball` calls "
         "a one-query kernel through an entry point bound once (numba does not type the "
-        "arguments per call), passes the query as two integers and the index's nine arrays as "
+        "arguments per call), passes the query as two integers and the index's eleven arrays as "
         "one block of addresses (`index/single_query.py`; each array argument cost ~1 µs "
         "cold), and lends the kernel its result buffer (boxing a new array cost more than "
         "probing 65 cells); `bucket` stays in plain Python. Warm, IndexBinaryHash's probe loop "
