@@ -526,8 +526,12 @@ def markdown(
         "the queries' substrings, so no per-document memory). Each chunk of rows is counted "
         "per (query, distance) first and then written straight to its place, so answers come "
         "out in (distance, row) order without a sort. This replaces 2,081 random probes per "
-        "query at 64 bits and r = 2, and keeps up with FAISS on clustered codes, whose answers "
-        "hold millions of hits. The list form adds ~0.3 µs per hit, seconds for those millions. "
+        "query at 64 bits and r = 2. Batches of clustered codes hold millions of hits; there "
+        "IndexBinaryHash (which needs no ordering within a distance) stays the quicker at "
+        "r = 1. Batch times of a few milliseconds, and FAISS's with its OpenMP threads most, "
+        "swing by 2× or more between runs on this shared machine: ratios near the 2× limit "
+        "can land on either side (docs/index.md lists the spread over several runs). The list "
+        "form adds ~0.3 µs per hit, seconds for those millions. "
         "*Memory*: codes of ≤ 32 bits are held as uint32, bucket tables keep ~4 entries per "
         "directory cell, and the id table's slots are 70 % full after a bulk build.",
         "",
