@@ -21,8 +21,8 @@ COPY service ./service
 # torch is already satisfied here, so pip never fetches another (CUDA) build of it.
 RUN pip install --no-cache-dir .
 # Compile the numba kernels (the index's, the encoder's, the query decoder's) now, into the
-# installed package's __pycache__, so a new container loads them from that cache (~0.4 s)
-# instead of compiling at start-up (~20 s). 32-bit codes use uint32 words and longer ones
+# installed package's __pycache__, so a new container loads them from that cache (~1 s)
+# instead of compiling at start-up (~30 s). 32-bit codes use uint32 words and longer ones
 # uint64: one warm-up of each.
 RUN python -c "from index.hash_index import HashIndex; [HashIndex(b).warm_up() for b in (32, 64)]" \
  && python -c "from model.inference import warm_up; warm_up()" \
