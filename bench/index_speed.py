@@ -34,6 +34,10 @@ from index.store import StoredDocument  # noqa: E402
 
 LOAD = os.getloadavg()  # at start-up, for the page
 CHECKED = 50  # batch answers compared with the oracle (the first CHECKED queries)
+# Pause before each timed batch run: longer than an OpenMP thread's spin-wait after a parallel
+# region (Intel's KMP_BLOCKTIME is 200 ms), so no method is timed against the threads another
+# method left spinning on the same two cores.
+SETTLE_S = 0.3
 ORDER_SEED = 7  # the random order of methods within each single query
 FLUSH_BYTES = 48 << 20
 _FLUSH_BUFFER = np.ones(FLUSH_BYTES // 8, dtype=np.uint64)
@@ -303,6 +307,7 @@ def best_of_two(
     seconds = []
     for _ in range(2):
         result = None
+        time.sleep(SETTLE_S)
         start = time.perf_counter()
         result = function(batch)
         seconds.append(time.perf_counter() - start)
@@ -480,7 +485,9 @@ def markdown(
         "",
         f"{args.n:,} codes; {args.queries} single queries (half codes of stored documents, half "
         f"random codes) and one batch of {args.batch} queries mixed the same way (batch times: "
-        "the faster of two runs, for every method). Single queries: each method answers each "
+        "the faster of two runs, for every method, each run started 0.3 s after the last call "
+        "so that no method runs against OpenMP threads another left spin-waiting). Single "
+        "queries: each method answers each "
         "query twice, first right after reading 48 MiB (more than the 32 MiB L3 cache, so every "
         "method starts with cold data caches, as a query arriving after other work would: "
         "`median µs`, `p90 µs` and the single-query targets), then again at once (`warm µs` "
