@@ -38,6 +38,9 @@ def docbits(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+READY_WITHIN_S = 120  # a loaded 2-core CI machine, numba kernels loaded or compiled at start
+
+
 @contextmanager
 def serving(data_dir: Path, port: int) -> Iterator[DocbitsClient]:
     """Run `docbits serve` until the block ends; yields a client once /readyz is green."""
@@ -46,21 +49,28 @@ def serving(data_dir: Path, port: int) -> Iterator[DocbitsClient]:
     command += ["--train-epochs", "3", "--log-level", "warning"]
     env = {**os.environ, "DOCBITS_API_KEY": ""}
     env.pop("DOCBITS_API_KEY")
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    # The server's log goes to a file, not a pipe nobody reads while it runs (a full pipe
+    # would block the server).
+    log = (data_dir.parent / f"server-{port}.log").open("w+")
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=log, text=True)
     client = DocbitsClient(f"http://127.0.0.1:{port}", timeout=60)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + READY_WITHIN_S
         while True:
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert server.poll() is None, Path(log.name).read_text()
             try:
                 client.readyz()
                 break
             except Exception:
-                assert time.monotonic() < deadline, "server did not become ready in 60 s"
+                assert time.monotonic() < deadline, (
+                    f"server did not become ready in {READY_WITHIN_S} s:\n"
+                    + Path(log.name).read_text()
+                )
                 time.sleep(0.1)
         yield client
     finally:
         client.close()
+        log.close()
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=30)
