@@ -49,6 +49,15 @@ def test_read_key_guards_reads_and_write_key_also_reads(keyed: TestClient) -> No
         keyed.get("/v1/info", headers={"Authorization": "Bearer write-secret"}).status_code == 200
     )
     assert keyed.get("/v1/documents/a", headers={"X-API-Key": "nope"}).status_code == 401
+    # GET /v1/search is served by its own Starlette route (HOT_ROUTES): it checks keys too.
+    for key in (None, "nope"):
+        headers = {} if key is None else {"X-API-Key": key}
+        refused = keyed.get("/v1/search", params={"q": "shuttle"}, headers=headers)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+        posted = keyed.post("/v1/search", json={"q": "shuttle"}, headers=headers)
+        assert posted.status_code == 401
+    allowed = keyed.get("/v1/search", params={"q": "shuttle"}, headers={"X-API-Key": "read-secret"})
+    assert allowed.status_code != 401
     for open_path in ("/livez", "/readyz", "/metrics"):
         assert keyed.get(open_path).status_code == 200
 
