@@ -24,7 +24,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -39,6 +39,7 @@ from service.client import DocbitsClient  # noqa: E402
 DEFAULT_CORPUS = Path(
     os.environ.get("DOCBITS_20NEWS", ROOT.parent / "shared" / "data" / "20news-bydate.tar.xz")
 )
+Outcome = TypeVar("Outcome")
 TARGET_RATIO = 0.60
 TARGET_P99_MS = 25.0
 TARGET_INGEST = 2000.0
@@ -169,13 +170,7 @@ def thread_round_trip_ms(trips: int = 3000) -> float:
             await loop.run_in_executor(None, int)
         return 1000 * (time.perf_counter() - started) / trips
 
-    factory = None
-    if importlib.util.find_spec("uvloop"):
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(hops())
+    return run_loop(hops())
 
 
 def trained_model(corpus: list[Document], epochs: int, bits: int, into: Path) -> Path:
@@ -356,7 +351,7 @@ async def drive(
     return LoadResult(route, clients, measured, latencies, errors, cpu, client_cpu)
 
 
-def run_loop(coroutine: Coroutine[Any, Any, LoadResult]) -> LoadResult:
+def run_loop(coroutine: Coroutine[Any, Any, Outcome]) -> Outcome:
     """Run on uvloop when installed (as the server does), else on asyncio's own loop."""
     factory = None
     if importlib.util.find_spec("uvloop"):

@@ -127,24 +127,15 @@ def scan_balls(
     counts = np.zeros((len(spans), num_keys), dtype=np.int64)
     buffers = [np.empty(0, dtype=np.int64)] * len(spans)
 
+    def scan(part: int, *outputs: np.ndarray) -> int:
+        """`scan_chunk` over chunk `part`, counting or filling as `outputs` say."""
+        return scan_chunk(
+            words, pad, where, spans[part], shifts, masks, slot_bits, tables, radius, *outputs
+        )
+
     def count(part: int) -> None:
         buffers[part] = np.empty(BUFFERED_HITS, dtype=np.int64)
-        stored = scan_chunk(
-            words,
-            pad,
-            where,
-            spans[part],
-            shifts,
-            masks,
-            slot_bits,
-            tables,
-            radius,
-            counts[part],
-            buffers[part],
-            _NO_POSITIONS,
-            _NO_ROWS,
-            _NO_DISTANCES,
-        )
+        stored = scan(part, counts[part], buffers[part], _NO_POSITIONS, _NO_ROWS, _NO_DISTANCES)
         buffers[part] = buffers[part][:stored]
 
     map_spans(count, list(range(len(spans))))
@@ -160,22 +151,7 @@ def scan_balls(
         if len(buffers[part]) == counts[part].sum():
             place_hits(buffers[part], positions[part], radius, rows, distances)
             return
-        scan_chunk(
-            words,
-            pad,
-            where,
-            spans[part],
-            shifts,
-            masks,
-            slot_bits,
-            tables,
-            radius,
-            counts[part],
-            _NO_BUFFER,
-            positions[part],
-            rows,
-            distances,
-        )
+        scan(part, counts[part], _NO_BUFFER, positions[part], rows, distances)
 
     map_spans(fill, list(range(len(spans))))
     return key_starts[:: radius + 1].copy(), rows, distances

@@ -30,7 +30,7 @@ from numba import njit
 from torch import nn
 
 from model.autoencoders import Encoder, SemanticHashingAutoencoder
-from model.featurizer import STOP_WORDS, TOKEN_PATTERN, Featurizer
+from model.featurizer import STOP_WORDS, Featurizer, tokenize
 from model.term_counts import TermTable
 from model.term_counts import warm_up as warm_up_term_counts
 
@@ -208,10 +208,9 @@ class FastEncoder:
         return columns, counts
 
     def _python_row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(columns, counts) of one text of any alphabet through the tokenizer's regex."""
+        """(columns, counts) of one text of any alphabet through the featurizer's tokenizer."""
         term_index = self.term_index
-        tokens = TOKEN_PATTERN.findall(text.lower())
-        ids = [term_index[token] for token in tokens if token in term_index]
+        ids = [term_index[token] for token in tokenize(text) if token in term_index]
         return np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -221,7 +220,8 @@ class FastEncoder:
     def encode_tfidf(self, tfidf: sp.csr_matrix) -> np.ndarray:
         """Packed codes of TF-IDF rows (the featurizer's CSR matrix, float32)."""
         tfidf = sp.csr_matrix(tfidf)
-        tfidf.sort_indices()
+        if not tfidf.has_sorted_indices:
+            tfidf = tfidf.sorted_indices()  # a copy: the caller's matrix stays as it was
         return self.encode_csr(tfidf.indptr, tfidf.indices, tfidf.data)
 
     def encode_csr(

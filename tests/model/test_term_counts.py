@@ -6,7 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from model.autoencoders import build_autoencoder
 from model.featurizer import Featurizer
+from model.graph import sublinear_tfidf
 from model.inference import FastEncoder
 from model.term_counts import TermTable
 
@@ -73,8 +75,6 @@ def featurizer() -> Featurizer:
 
 
 def fast_encoder(weighting: str) -> FastEncoder:
-    from model.autoencoders import build_autoencoder
-
     model = build_autoencoder("undercomplete", len(VOCABULARY), 8, hidden_sizes=(4,))
     encoder = FastEncoder.build(featurizer(), model, weighting)
     assert encoder is not None
@@ -98,8 +98,6 @@ def test_counts_equal_the_featurizers_counts(texts: list[str]) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(TEXTS, max_size=6), st.sampled_from(["tfidf", "sublinear"]))
 def test_tfidf_rows_equal_the_featurizers_bit_for_bit(texts: list[str], weighting: str) -> None:
-    from model.graph import sublinear_tfidf
-
     fitted = featurizer()
     counts = fitted.counts(texts)
     if weighting == "sublinear":
