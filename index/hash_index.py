@@ -42,8 +42,10 @@ from index.kernels import (
     scan_distances,
     smallest_rows,
     split_hits,
+    split_hits_into,
 )
 from index.rwlock import ReadWriteLock
+from index.scratch import SCRATCH
 from index.single_query import bound_probe_one, layout_of
 from index.substring_scan import scan_balls, substrings
 
@@ -70,6 +72,8 @@ MIN_PROBES_PER_THREAD = 4096
 # code and substring, plus this much per candidate pair (measured at 1 M codes).
 SUBSTRING_COST_IN_CODES = 3
 CANDIDATE_COST_IN_CODES = 10
+# Batch probes cut the queries into this many chunks per thread, claimed in turn.
+CHUNKS_PER_WORKER = 8
 # Substring scans split the rows into per-thread chunks of at least this many rows.
 MIN_ROWS_PER_THREAD = 1 << 16
 # Room for a single query's hits passed to the kernel (it returns a bigger array if needed).
@@ -256,12 +260,7 @@ class HashIndex:
             if self._scan_is_cheaper(len(queries), radius):
                 offsets, rows, distances = self._scan_balls(queries, radius)
                 return BatchHits(offsets, rows, distances, self._ids_of_locked)
-            probes = ball_size(self.bits, radius)
-            workers = _workers(len(queries), -(-MIN_PROBES_PER_THREAD // probes))
-            chunks = _chunks(len(queries), workers)
-            parts = _map_threads(lambda span: self._probe(queries[span], 0, radius), chunks)
-        offsets, found = _join_csr(parts)
-        rows, distances = split_hits(found)
+            offsets, rows, distances = self._probe_balls(queries, radius)
         return BatchHits(offsets, rows, distances, self._ids_of_locked)
 
     def nearest_many_arrays(self, codes: np.ndarray, k: int) -> BatchHits:
@@ -406,9 +405,12 @@ class HashIndex:
             rows = [row for row in rows if self._words[:, row].tolist() == query]
         return rows
 
-    def _probe(self, queries: np.ndarray, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+    def _probe(
+        self, queries: np.ndarray, first: int, last: int, found: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """CSR offsets and (distance << 32 | row) of the documents within shells first..last of
-        each (q, bits/8) uint8 query, ordered by (distance, row) per query."""
+        each (q, bits/8) uint8 query, ordered by (distance, row) per query; written to `found`
+        (int64) while it has room."""
         return probe_balls(
             queries,
             _probe_masks(self.bits, first, last),
@@ -416,7 +418,37 @@ class HashIndex:
             self._where,
             self._words,
             self._confirm,
+            np.empty(256, dtype=np.int64) if found is None else found,
         )
+
+    def _probe_balls(
+        self, queries: np.ndarray, radius: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(offsets, rows, distances) of a batch of balls by probing, on several threads.
+
+        The queries are cut into CHUNKS_PER_WORKER chunks per thread, which the threads claim
+        one after the other (a batch's costly queries often come together: contiguous halves
+        left one thread with nearly all the hits), appending each chunk's hits to their own
+        scratch buffer.
+        """
+        probes = ball_size(self.bits, radius)
+        workers = _workers(len(queries), -(-MIN_PROBES_PER_THREAD // probes))
+        chunks = _chunks(len(queries), min(len(queries), workers * CHUNKS_PER_WORKER))
+        parts: list = [None] * len(chunks)  # (offsets, found) per chunk
+        claims = itertools.count()  # next() is atomic under the GIL
+
+        with SCRATCH.lend(workers) as scratch:
+
+            def work(worker: int) -> None:
+                free = scratch[worker].view(np.int64)
+                while (chunk := next(claims)) < len(chunks):
+                    offsets, found = self._probe(queries[chunks[chunk]], 0, radius, free)
+                    parts[chunk] = (offsets, found)
+                    if found.ctypes.data == free.ctypes.data:  # not moved to a grown array
+                        free = free[len(found) :]
+
+            _map_threads(work, range(workers), workers)
+            return _split_parts(parts)
 
     def _scan_is_cheaper(self, num_queries: int, radius: int) -> bool:
         """Whether one substring scan of every code beats probing each query's ball.
@@ -646,15 +678,24 @@ def _shared_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=_CPUS, thread_name_prefix="hash-index")
 
 
-def _join_csr(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate (offsets, values) CSR pieces into one."""
-    if len(parts) == 1:
-        return parts[0]
+def _split_parts(
+    parts: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One CSR answer (offsets, rows, distances) from per-chunk (offsets, distance << 32 | row)
+    pieces, each split straight into its place in the new arrays (no joined copy first)."""
     offsets, shift = [np.zeros(1, dtype=np.int64)], 0
     for part_offsets, values in parts:
         offsets.append(part_offsets[1:] + shift)
         shift += len(values)
-    return np.concatenate(offsets), np.concatenate([values for _, values in parts])
+    rows = np.empty(shift, dtype=np.int32)
+    distances = np.empty(shift, dtype=np.uint8)
+    start = 0
+    for _, values in parts:
+        split_hits_into(
+            values, rows[start : start + len(values)], distances[start : start + len(values)]
+        )
+        start += len(values)
+    return np.concatenate(offsets), rows, distances
 
 
 @lru_cache(maxsize=64)

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from index.kernels import popcount
+from index.scratch import SCRATCH, SCRATCH_ENTRIES
 
 REMOVED = 0  # `where` value of a removed row (hash_index.REMOVED)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
@@ -33,9 +34,13 @@ SLOTS_PER_QUERY_BITS = 3  # about 8 slots per query keeps false slot matches rar
 # Each substring also gets a bitmap of 2^(slot bits + FILTER_EXTRA_BITS) bits saying which
 # hashes some query has: a few kB that stay in L1, so most codes never read the slot table.
 FILTER_EXTRA_BITS = 3
-# Hits a chunk keeps from its counting pass (8 B each, 64 MiB reserved per chunk, of which
-# only the pages written are ever touched); a chunk with more is scanned a second time.
-BUFFERED_HITS = 1 << 23
+# Hits a chunk keeps from its counting pass (4 B each, in a buffer lent by `index.scratch`);
+# a chunk with more is scanned a second time.
+BUFFERED_HITS = SCRATCH_ENTRIES
+# A buffered hit is ENTRY_BITS wide: its key above, its row's offset within a segment of
+# 2^row_bits rows below. Batches with too many keys to leave MIN_ROW_BITS are not buffered.
+ENTRY_BITS = 32
+MIN_ROW_BITS = 8
 
 
 @lru_cache(maxsize=64)
@@ -109,51 +114,74 @@ def scan_balls(
     query_words: np.ndarray,
     bits: int,
     radius: int,
-    map_spans: Callable[[Callable[[slice], object], list[slice]], list],
+    map_spans: Callable[[Callable[[int], object], list[int]], list],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(offsets, rows int32, distances uint8) of every query's ball, by (distance, row).
 
     `words` is the (n,) stored first code word (uint32 codes are shifted up by `pad` bits);
-    `spans` split the rows into chunks that `map_spans(function, spans)` runs (on threads).
-    Each chunk is scanned once, counting hits per (query, distance) key and keeping them in a
-    fixed buffer; the counts give every chunk's place in the answer, where the buffered hits
-    are then written. A chunk whose hits did not fit its buffer is scanned a second time,
-    writing hits straight to their places.
+    `spans` split the rows into chunks that `map_spans(function, chunk numbers)` runs (on
+    threads). Each chunk is scanned once, counting hits per (query, distance) key and keeping
+    them in a borrowed scratch buffer; the counts give every chunk's place in the answer, where
+    the buffered rows are then written. A chunk whose hits did not fit its buffer is scanned a
+    second time, writing rows straight to their places. Distances are filled in per key last.
     """
     shifts, masks, _ = substrings(bits, radius)
     slot_bits = slot_bits_for(len(query_words))
     tables = query_tables(query_words, shifts, masks, slot_bits)
     num_keys = len(query_words) * (radius + 1)
+    row_bits = ENTRY_BITS - max(1, (num_keys - 1).bit_length())
+    capacity = BUFFERED_HITS if row_bits >= MIN_ROW_BITS else 0
     counts = np.zeros((len(spans), num_keys), dtype=np.int64)
-    buffers = [np.empty(0, dtype=np.int64)] * len(spans)
+    # marks[s]: where segment s of a chunk's rows starts in its buffer; the last, the end.
+    segment_rows = 1 << row_bits if capacity else 1 << 62
+    marks = [np.zeros(-(-(hi - lo) // segment_rows) + 1, dtype=np.int64) for lo, hi in spans]
+    stored = [0] * len(spans)
+    parts = list(range(len(spans)))
 
-    def scan(part: int, *outputs: np.ndarray) -> int:
-        """`scan_chunk` over chunk `part`, counting or filling as `outputs` say."""
+    def scan(part: int, buffer: np.ndarray, positions: np.ndarray, rows: np.ndarray) -> int:
+        """`scan_chunk` over chunk `part`, counting or filling as the arrays say."""
         return scan_chunk(
-            words, pad, where, spans[part], shifts, masks, slot_bits, tables, radius, *outputs
+            words,
+            pad,
+            where,
+            spans[part],
+            shifts,
+            masks,
+            slot_bits,
+            tables,
+            radius,
+            counts[part],
+            buffer,
+            marks[part],
+            row_bits,
+            positions,
+            rows,
         )
 
-    def count(part: int) -> None:
-        buffers[part] = np.empty(BUFFERED_HITS, dtype=np.int64)
-        stored = scan(part, counts[part], buffers[part], _NO_POSITIONS, _NO_ROWS, _NO_DISTANCES)
-        buffers[part] = buffers[part][:stored]
+    with SCRATCH.lend(len(spans)) as scratch:
+        buffers = [buffer[:capacity] for buffer in scratch]
 
-    map_spans(count, list(range(len(spans))))
-    totals = counts.sum(axis=0)
-    key_starts = np.zeros(num_keys + 1, dtype=np.int64)
-    np.cumsum(totals, out=key_starts[1:])
-    # Chunk t's hits of key k go after those of the chunks before it.
-    positions = key_starts[:-1] + np.cumsum(counts, axis=0) - counts
-    rows = np.empty(key_starts[-1], dtype=np.int32)
+        def count(part: int) -> None:
+            stored[part] = scan(part, buffers[part], _NO_POSITIONS, _NO_ROWS)
+
+        map_spans(count, parts)
+        totals = counts.sum(axis=0)
+        key_starts = np.zeros(num_keys + 1, dtype=np.int64)
+        np.cumsum(totals, out=key_starts[1:])
+        # Chunk t's hits of key k go after those of the chunks before it.
+        positions = key_starts[:-1] + np.cumsum(counts, axis=0) - counts
+        rows = np.empty(key_starts[-1], dtype=np.int32)
+
+        def fill(part: int) -> None:
+            if stored[part] == counts[part].sum():
+                first_row = spans[part][0]
+                place_hits(buffers[part], marks[part], row_bits, first_row, positions[part], rows)
+            else:
+                scan(part, _NO_BUFFER, positions[part], rows)
+
+        map_spans(fill, parts)
     distances = np.empty(key_starts[-1], dtype=np.uint8)
-
-    def fill(part: int) -> None:
-        if len(buffers[part]) == counts[part].sum():
-            place_hits(buffers[part], positions[part], radius, rows, distances)
-            return
-        scan(part, counts[part], _NO_BUFFER, positions[part], rows, distances)
-
-    map_spans(fill, list(range(len(spans))))
+    fill_distances(key_starts, radius, distances)
     return key_starts[:: radius + 1].copy(), rows, distances
 
 
@@ -170,27 +198,35 @@ def scan_chunk(
     radius: int,
     counts: np.ndarray,
     buffer: np.ndarray,
+    marks: np.ndarray,
+    row_bits: int,
     positions: np.ndarray,
     out_rows: np.ndarray,
-    out_distances: np.ndarray,
 ) -> int:
     """Scan rows span[0]..span[1] - 1 for hits; a hit's key is query * (radius + 1) + distance.
 
     Counting (`positions` empty): add each hit to `counts[key]` and store the first len(buffer)
-    as `key << 32 | row`; returns how many were stored. Filling (`positions` given): write each
-    hit's row and distance at `positions[key]`, advanced. Removed rows are skipped; a pair is
-    taken from the first substring on which it agrees. Candidates are written unconditionally
-    and kept by advancing a count: no branch to mispredict.
+    as uint32 `key << row_bits | offset`, the offset taken within the hit's segment of
+    2^row_bits rows; `marks[s]` is where segment s starts in the buffer (and the last entry the
+    end). Returns how many hits were stored. Filling (`positions` given): write each hit's row
+    at `positions[key]`, advanced. Removed rows are skipped; a pair is taken from the first
+    substring on which it agrees. Candidates are written unconditionally and kept by advancing
+    a count: no branch to mispredict.
     """
     starts, queries, slot_words, filters = tables
     filling = len(positions) > 0
+    buffering = len(buffer) > 0
     num_substrings = len(shifts)
     fields = masks << shifts  # substring j's bits in place
     filter_bits = slot_bits + FILTER_EXTRA_BITS
     limit = np.uint64(radius)
+    offset_mask = (1 << row_bits) - 1 if buffering else 0
     kept = np.empty(len(queries[0]) + 1, dtype=np.int64)
     stored = 0
     for row in range(span[0], span[1]):
+        offset = row - span[0]
+        if buffering and (offset & offset_mask) == 0:
+            marks[offset >> row_bits] = stored
         word = np.uint64(words[row]) << np.uint64(pad)
         for j in range(num_substrings):
             part = (word >> shifts[j]) & masks[j]
@@ -214,33 +250,45 @@ def scan_chunk(
                 key = kept[h]
                 if filling:
                     out_rows[positions[key]] = row
-                    out_distances[positions[key]] = key % (radius + 1)
                     positions[key] += 1
                     continue
                 counts[key] += 1
                 if stored < len(buffer):
-                    buffer[stored] = (key << 32) | row
+                    buffer[stored] = np.uint32((key << row_bits) | (offset & offset_mask))
                     stored += 1
+    if buffering:
+        marks[len(marks) - 1] = stored
     return stored
 
 
 @njit(cache=True, nogil=True)
 def place_hits(
     buffer: np.ndarray,
+    marks: np.ndarray,
+    row_bits: int,
+    first_row: int,
     positions: np.ndarray,
-    radius: int,
     out_rows: np.ndarray,
-    out_distances: np.ndarray,
 ) -> None:
-    """Write buffered `key << 32 | row` hits (in row order) at `positions[key]`, advanced."""
-    for value in buffer:
-        key = value >> 32
-        out_rows[positions[key]] = value & 0xFFFFFFFF
-        out_distances[positions[key]] = key % (radius + 1)
-        positions[key] += 1
+    """Write the rows of `scan_chunk`'s buffered hits (in row order) at `positions[key]`,
+    advanced; segment s of the buffer, `marks[s]` to `marks[s + 1]`, holds offsets from row
+    `first_row + s * 2^row_bits`."""
+    offset_mask = np.uint32((1 << row_bits) - 1)
+    for segment in range(len(marks) - 1):
+        base = first_row + (segment << row_bits)
+        for i in range(marks[segment], marks[segment + 1]):
+            key = buffer[i] >> row_bits
+            out_rows[positions[key]] = base + (buffer[i] & offset_mask)
+            positions[key] += 1
 
 
-_NO_BUFFER = np.zeros(0, dtype=np.int64)
+@njit(cache=True, nogil=True)
+def fill_distances(key_starts: np.ndarray, radius: int, distances: np.ndarray) -> None:
+    """Every hit's distance, read off its key's range: key k holds distance k % (radius + 1)."""
+    for key in range(len(key_starts) - 1):
+        distances[key_starts[key] : key_starts[key + 1]] = key % (radius + 1)
+
+
+_NO_BUFFER = np.zeros(0, dtype=np.uint32)
 _NO_POSITIONS = np.zeros(0, dtype=np.int64)
 _NO_ROWS = np.zeros(0, dtype=np.int32)
-_NO_DISTANCES = np.zeros(0, dtype=np.uint8)

@@ -56,6 +56,7 @@ def test_probe_kernel_finds_exactly_the_rows_with_each_probed_code(skewed: bool)
         where,
         codes.T.copy(),
         CONFIRM_NONE,
+        np.empty(4, dtype=np.int64),
     )
     rows, distances = split_hits(found)
     for q, query in enumerate(queries[:, 0]):
@@ -89,6 +90,7 @@ def test_probe_kernel_orders_a_shell_of_many_runs_by_row(n: int, copies: int) ->
         np.zeros(len(codes), dtype=np.uint8),
         codes.T.copy(),
         CONFIRM_NONE,
+        np.empty(4, dtype=np.int64),
     )
     got_rows, got_distances = split_hits(found)
     distance_one = np.flatnonzero(np.bitwise_count(codes[:, 0] ^ base) == 1)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from index import hash_index, kernels, single_query, substring_scan
 from index.bucket_table import bucket_key
 from index.hash_index import BatchHits, HashIndex
+from index.scratch import ScratchPool
 from tests.index.oracle import OracleIndex
 
 ID_POOL = ["a", "b", "c", "d", "e", "f", "g", "h", "doc-10", "ü-11", "x" * 40, "12"]
@@ -189,6 +190,29 @@ def test_bulk_built_index_accepts_writes(count: int) -> None:
     assert index.nearest(bytes(9), 1) == expected
 
 
+@pytest.mark.parametrize("scratch_entries", [64, 1 << 16])
+def test_batch_probes_on_threads_equal_single_queries(scratch_entries: int) -> None:
+    """Chunks claimed by three threads, hits appended to each thread's scratch buffer or moved
+    to a grown array when it is full (64 entries): the same answers as one query at a time."""
+    rng = np.random.default_rng(7)
+    centres = rng.integers(0, 256, size=(3, 4), dtype=np.uint8)
+    flips = np.packbits(rng.random((3000, 32)) < 0.05, axis=1)
+    codes = centres[rng.integers(0, 3, size=3000)] ^ flips
+    index = HashIndex.from_arrays(32, [f"r{row}" for row in range(3000)], codes)
+    # Costly queries (stored codes, big balls) first, then cheap random ones.
+    queries = np.concatenate([codes[:100], rng.integers(0, 256, size=(100, 4), dtype=np.uint8)])
+    with (
+        mock.patch.object(hash_index, "PROBE_COST_IN_CODES", 0),  # never scan
+        mock.patch.object(hash_index, "MIN_PROBES_PER_THREAD", 1),
+        mock.patch.object(hash_index, "_CPUS", 3),
+        mock.patch.object(hash_index, "SCRATCH", ScratchPool(scratch_entries, 4096, keep=3)),
+    ):
+        result = index.ball_many_arrays(queries, 2)
+    expected = [index.ball(query.tobytes(), 2) for query in queries]
+    assert sum(map(len, expected)) > 10_000
+    check_arrays(result, expected)
+
+
 def test_batch_arrays_resolve_ids_after_the_documents_are_removed() -> None:
     """Rows are never reused, so an answer read after a remove still names the right ids."""
     index = HashIndex(32)
@@ -209,10 +233,11 @@ def test_warm_up_compiles_the_query_kernels(bits: int) -> None:
         kernels.probe_balls,
         kernels.scan_distances,
         kernels.smallest_rows,
-        kernels.split_hits,
+        kernels.split_hits_into,
         single_query.probe_one,
         substring_scan.scan_chunk,
         substring_scan.place_hits,
+        substring_scan.fill_distances,
         substring_scan.query_tables,
     ):
         assert kernel.signatures

@@ -52,12 +52,15 @@ def test_substrings_cover_every_bit_once(bits: int, radius: int) -> None:
     seed=st.integers(0, 2**32 - 1),
     threads=st.sampled_from([1, 2, 3]),
     buffered=st.sampled_from([0, 5, 1 << 17]),
+    entry_bits=st.sampled_from([32, 16, 12, 6]),
 )
 def test_scan_matches_brute_force(
-    bits: int, radius: int, seed: int, threads: int, buffered: int
+    bits: int, radius: int, seed: int, threads: int, buffered: int, entry_bits: int
 ) -> None:
-    """Clustered codes, duplicates, removals and moves, hits kept from the counting pass or
-    found again by a second pass: the scan path equals brute force."""
+    """Clustered codes, duplicates, removals and moves, hits kept from the counting pass (whole
+    chunks in one segment, or segments of a few rows when entries are narrow) or found again by
+    a second pass (buffer full, or entries too narrow for the keys): the scan path equals brute
+    force."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 3000))
     centres = rng.integers(0, 256, size=(4, bits // 8), dtype=np.uint8)
@@ -77,6 +80,8 @@ def test_scan_matches_brute_force(
         mock.patch.object(hash_index, "PROBE_COST_IN_CODES", 10**9),
         mock.patch.object(hash_index, "MIN_ROWS_PER_THREAD", max(1, n // threads)),
         mock.patch.object(substring_scan, "BUFFERED_HITS", buffered),
+        mock.patch.object(substring_scan, "ENTRY_BITS", entry_bits),
+        mock.patch.object(substring_scan, "MIN_ROW_BITS", 2),
     ):
         assert index._scan_is_cheaper(len(queries), radius)
         result = index.ball_many_arrays(queries, radius)
