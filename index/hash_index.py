@@ -224,9 +224,14 @@ class HashIndex:
             )
             if not count:
                 return []
-            values = found[:count].tolist()
-            ids = self._ids.ids_of([value & 0xFFFFFFFF for value in values])
-        hits = list(zip(ids, [value >> 32 for value in values], strict=True))
+            if count <= SINGLE_QUERY_HITS:  # Python ints beat numpy's per-call cost here
+                values = found[:count].tolist()
+                ids = self._ids.ids_of([value & 0xFFFFFFFF for value in values])
+                distances = [value >> 32 for value in values]
+            else:
+                ids = self._ids.ids_of(found[:count] & 0xFFFFFFFF)
+                distances = (found[:count] >> 32).tolist()
+        hits = list(zip(ids, distances, strict=True))
         return hits if keep is None else [hit for hit in hits if keep(hit[0])]
 
     def nearest(self, code: bytes, k: int, keep: Keep | None = None) -> list[Hit]:

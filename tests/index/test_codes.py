@@ -1,4 +1,4 @@
-"""Code conversions, popcount distances, flip masks and the compact id table."""
+"""Code conversions, popcount distances and flip masks."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from index.codes import (
     words_to_codes,
 )
 from index.hamming import ball_masks, hamming_distances, shell_masks
-from index.id_table import IdTable
 
 
 @pytest.mark.parametrize("bits", [8, 16, 64, 72, 128])
@@ -84,22 +83,3 @@ def test_shell_masks_are_all_distinct_codes_of_that_weight(bits: int, radius: in
     all_masks, weights = ball_masks(bits, radius)
     assert len(all_masks) == sum(comb(bits, r) for r in range(radius + 1))
     assert np.array_equal(np.bitwise_count(all_masks).sum(axis=1), weights)
-
-
-def test_id_table_add_find_discard_and_bulk() -> None:
-    """Rows are insertion order, survive growth and tombstones; bulk build rejects duplicates."""
-    ids = [f"id-{i}" for i in range(3000)] + ["ü", "x" * 300, "lone \ud800 surrogate"]
-    table = IdTable(capacity=4)
-    assert [table.add(i) for i in ids] == list(range(len(ids)))
-    for doc_id in ids[::3]:
-        assert table.discard(doc_id) == ids.index(doc_id)
-    assert table.discard(ids[0]) == -1
-    assert [table.find(i) for i in ids] == [-1 if n % 3 == 0 else n for n in range(len(ids))]
-    assert len(table) == len(ids) - len(ids[::3])
-    assert table.add(ids[0]) == len(ids)
-    assert table.ids_of([1, len(ids) - 1, len(ids)]) == [ids[1], ids[-1], ids[0]]
-    bulk = IdTable.from_ids(ids)
-    assert [bulk.find(i) for i in ids] == list(range(len(ids)))
-    assert bulk.find("missing") == -1
-    with pytest.raises(ValueError, match="unique"):
-        IdTable.from_ids(["a", "b", "a"])
