@@ -264,8 +264,10 @@ def probe_words(
     offsets = np.zeros(num_queries + 1, dtype=np.int64)
     scratch = np.empty(0, dtype=np.int64)
     bitmap = np.zeros(0, dtype=np.uint64)  # one bit per row, allocated when a shell needs it
-    # Boundaries of the current shell's runs (each probe's hits in one table, ascending rows).
-    run_bounds = np.empty(2 * num_masks + 1, dtype=np.int64)
+    # Per query: the boundaries of each shell's runs (each probe's hits in one table, ascending
+    # rows), and per shell where its boundaries start in run_bounds and how many runs it has.
+    run_bounds = np.empty(3 * num_masks + 1, dtype=np.int64)
+    shells = np.empty((num_masks, 2), dtype=np.int64)
     # Queries are probed in blocks of at least BLOCK_PROBES probes (one query for r >= 1, 64
     # buckets for r = 0), so the cache misses of a block's probes overlap.
     block = max(1, BLOCK_PROBES // num_masks)
@@ -274,24 +276,30 @@ def probe_words(
     delta_runs = np.zeros((block * num_masks, 2), dtype=np.int64)  # empty while the delta is
     count = 0
     for q in range(num_queries):
-        query = query_words[q]
         first = q % block * num_masks  # this query's first probe in the block
         if first == 0:
             _block_runs(query_words, q, block, mask_keys, probe_keys, tables, main_runs, delta_runs)
+        # Room for every candidate first: arrays reassigned inside the probe loop cost
+        # reference counting on every probe (~10 ns each, most of an empty r = 2 ball's time).
+        needed = count
+        for p in range(first, first + num_masks):
+            needed += main_runs[p, 1] - main_runs[p, 0] + delta_runs[p, 1] - delta_runs[p, 0]
+        if needed > len(found):
+            found = _grown(found, needed)
+        # Collect the hits in probe order, noting each shell's runs (shell s's boundaries are
+        # run_bounds[shells[s, 0]:][: shells[s, 1] + 1]); order the shells afterwards.
+        query = query_words[q]
+        shell, most_runs, bound = 0, 0, 1
+        shells[0, 0], shells[0, 1] = 0, 0
         run_bounds[0] = count
-        num_runs = 0
         for p in range(num_masks):
             if p > 0 and mask_weights[p] != mask_weights[p - 1]:
-                if num_runs > 1:  # (a call passing arrays costs reference counting)
-                    scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
-                run_bounds[0] = count
-                num_runs = 0
-            main_lo, main_hi = main_runs[first + p, 0], main_runs[first + p, 1]
-            delta_lo, delta_hi = delta_runs[first + p, 0], delta_runs[first + p, 1]
-            needed = count + main_hi - main_lo + delta_hi - delta_lo
-            if needed > len(found):
-                found = _grown(found, needed)
+                shell += 1
+                shells[shell, 0], shells[shell, 1] = bound, 0
+                run_bounds[bound] = count
+                bound += 1
             distance = np.int64(mask_weights[p]) << 32
+            main_lo, main_hi = main_runs[first + p, 0], main_runs[first + p, 1]
             if main_lo < main_hi:
                 count = _collect(
                     found,
@@ -307,9 +315,12 @@ def probe_words(
                     mask_words,
                     p,
                 )
-                if count > run_bounds[num_runs]:
-                    num_runs += 1
-                    run_bounds[num_runs] = count
+                if count > run_bounds[bound - 1]:
+                    run_bounds[bound] = count
+                    bound += 1
+                    shells[shell, 1] += 1
+                    most_runs = max(most_runs, shells[shell, 1])
+            delta_lo, delta_hi = delta_runs[first + p, 0], delta_runs[first + p, 1]
             if delta_lo < delta_hi:
                 count = _collect(
                     found,
@@ -325,13 +336,33 @@ def probe_words(
                     mask_words,
                     p,
                 )
-                if count > run_bounds[num_runs]:
-                    num_runs += 1
-                    run_bounds[num_runs] = count
-        if num_runs > 1:
-            scratch, bitmap = _order_shell(found, run_bounds, num_runs, scratch, bitmap)
+                if count > run_bounds[bound - 1]:
+                    run_bounds[bound] = count
+                    bound += 1
+                    shells[shell, 1] += 1
+                    most_runs = max(most_runs, shells[shell, 1])
+        if most_runs > 1:
+            scratch, bitmap = _order_shells(found, run_bounds, shells, shell + 1, scratch, bitmap)
         offsets[q + 1] = count
     return offsets, found
+
+
+@njit(cache=True, nogil=True)
+def _order_shells(
+    found: np.ndarray,
+    run_bounds: np.ndarray,
+    shells: np.ndarray,
+    num_shells: int,
+    scratch: np.ndarray,
+    bitmap: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_order_shell` every shell of one query (as `probe_words` notes them) that has several
+    runs; returns the (maybe grown) `scratch` and `bitmap`."""
+    for shell in range(num_shells):
+        if shells[shell, 1] > 1:
+            bounds = run_bounds[shells[shell, 0] :]
+            scratch, bitmap = _order_shell(found, bounds, shells[shell, 1], scratch, bitmap)
+    return scratch, bitmap
 
 
 @njit(cache=True, nogil=True)
