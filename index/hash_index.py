@@ -31,7 +31,7 @@ from index.codes import (
     words_to_codes,
 )
 from index.hamming import ball_size, shell_range_masks
-from index.id_table import IdTable
+from index.id_table import SMALL_LOOKUP, IdTable
 from index.kernels import (
     CONFIRM_EACH,
     CONFIRM_NONE,
@@ -299,6 +299,7 @@ class HashIndex:
         if self._num_words == 1:
             spare._scan_balls(queries, 1)
         spare.nearest(bytes(self.bits // 8), 1)
+        spare._ids.ids_of(np.zeros(SMALL_LOOKUP + 1, dtype=np.int64))  # many ids: one gather
 
     # ---- statistics ----------------------------------------------------------------------
     def num_buckets(self) -> int:
