@@ -264,10 +264,10 @@ def probe_words(
     offsets = np.zeros(num_queries + 1, dtype=np.int64)
     scratch = np.empty(0, dtype=np.int64)
     bitmap = np.zeros(0, dtype=np.uint64)  # one bit per row, allocated when a shell needs it
-    # Per query: the boundaries of each shell's runs (each probe's hits in one table, ascending
-    # rows), and per shell where its boundaries start in run_bounds and how many runs it has.
+    # Per query: each shell's start followed by the ends of its runs (each probe's hits in one
+    # table, ascending rows), and where each shell's entries start in run_bounds.
     run_bounds = np.empty(3 * num_masks + 1, dtype=np.int64)
-    shells = np.empty((num_masks, 2), dtype=np.int64)
+    shell_starts = np.empty(num_masks + 1, dtype=np.int64)
     # Queries are probed in blocks of at least BLOCK_PROBES probes (one query for r >= 1, 64
     # buckets for r = 0), so the cache misses of a block's probes overlap.
     block = max(1, BLOCK_PROBES // num_masks)
@@ -286,16 +286,15 @@ def probe_words(
             needed += main_runs[p, 1] - main_runs[p, 0] + delta_runs[p, 1] - delta_runs[p, 0]
         if needed > len(found):
             found = _grown(found, needed)
-        # Collect the hits in probe order, noting each shell's runs (shell s's boundaries are
-        # run_bounds[shells[s, 0]:][: shells[s, 1] + 1]); order the shells afterwards.
+        # Collect the hits in probe order, noting each shell's runs; order the shells after.
         query = query_words[q]
-        shell, most_runs, bound = 0, 0, 1
-        shells[0, 0], shells[0, 1] = 0, 0
+        shell, bound = 0, 1
+        shell_starts[0] = 0
         run_bounds[0] = count
         for p in range(num_masks):
             if p > 0 and mask_weights[p] != mask_weights[p - 1]:
                 shell += 1
-                shells[shell, 0], shells[shell, 1] = bound, 0
+                shell_starts[shell] = bound
                 run_bounds[bound] = count
                 bound += 1
             distance = np.int64(mask_weights[p]) << 32
@@ -318,8 +317,6 @@ def probe_words(
                 if count > run_bounds[bound - 1]:
                     run_bounds[bound] = count
                     bound += 1
-                    shells[shell, 1] += 1
-                    most_runs = max(most_runs, shells[shell, 1])
             delta_lo, delta_hi = delta_runs[first + p, 0], delta_runs[first + p, 1]
             if delta_lo < delta_hi:
                 count = _collect(
@@ -339,10 +336,11 @@ def probe_words(
                 if count > run_bounds[bound - 1]:
                     run_bounds[bound] = count
                     bound += 1
-                    shells[shell, 1] += 1
-                    most_runs = max(most_runs, shells[shell, 1])
-        if most_runs > 1:
-            scratch, bitmap = _order_shells(found, run_bounds, shells, shell + 1, scratch, bitmap)
+        shell_starts[shell + 1] = bound
+        if bound - (shell + 1) > 1:  # more than one run in all: some shell may need ordering
+            scratch, bitmap = _order_shells(
+                found, run_bounds, shell_starts[: shell + 2], scratch, bitmap
+            )
         offsets[q + 1] = count
     return offsets, found
 
@@ -351,17 +349,18 @@ def probe_words(
 def _order_shells(
     found: np.ndarray,
     run_bounds: np.ndarray,
-    shells: np.ndarray,
-    num_shells: int,
+    shell_starts: np.ndarray,
     scratch: np.ndarray,
     bitmap: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`_order_shell` every shell of one query (as `probe_words` notes them) that has several
-    runs; returns the (maybe grown) `scratch` and `bitmap`."""
-    for shell in range(num_shells):
-        if shells[shell, 1] > 1:
-            bounds = run_bounds[shells[shell, 0] :]
-            scratch, bitmap = _order_shell(found, bounds, shells[shell, 1], scratch, bitmap)
+    """`_order_shell` every shell of one query that has several runs: shell s's entries in
+    `run_bounds` (its start, then its runs' ends) lie from shell_starts[s] to shell_starts[s + 1].
+    Returns the (maybe grown) `scratch` and `bitmap`."""
+    for shell in range(len(shell_starts) - 1):
+        runs = shell_starts[shell + 1] - shell_starts[shell] - 1
+        if runs > 1:
+            bounds = run_bounds[shell_starts[shell] :]
+            scratch, bitmap = _order_shell(found, bounds, runs, scratch, bitmap)
     return scratch, bitmap
 
 
