@@ -24,9 +24,9 @@ RUN pip install --no-cache-dir .
 # installed package's __pycache__, so a new container loads them from that cache (~1 s)
 # instead of compiling at start-up (~30 s). 32-bit codes use uint32 words and longer ones
 # uint64: one warm-up of each.
-RUN python -c "from index.hash_index import HashIndex; [HashIndex(b).warm_up() for b in (32, 64)]" \
- && python -c "from model.inference import warm_up; warm_up()" \
- && python -c "from service.query_string import warm_up; warm_up()"
+RUN python -c "from docbits.index.hash_index import HashIndex; [HashIndex(b).warm_up() for b in (32, 64)]" \
+ && python -c "from docbits.model.inference import warm_up; warm_up()" \
+ && python -c "from docbits.service.query_string import warm_up; warm_up()"
 
 # Stage 2: the runtime image, run as an unprivileged user with its data on the /data volume.
 FROM python:3.11-slim
@@ -49,4 +49,4 @@ EXPOSE 8000
 # python rather than curl: the slim base image has no curl.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=4)"]
-ENTRYPOINT ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+ENTRYPOINT ["uvicorn", "docbits.service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -27,10 +27,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from index.codes import codes_to_words  # noqa: E402
-from index.hash_index import BatchHits, HashIndex  # noqa: E402
-from index.sqlite_store import SQLiteStore  # noqa: E402
-from index.store import StoredDocument  # noqa: E402
+from docbits.index.codes import codes_to_words  # noqa: E402
+from docbits.index.hash_index import BatchHits, HashIndex  # noqa: E402
+from docbits.index.sqlite_store import SQLiteStore  # noqa: E402
+from docbits.index.store import StoredDocument  # noqa: E402
 
 LOAD = os.getloadavg()  # at start-up, for the page
 CHECKED = 50  # batch answers compared with the oracle (the first CHECKED queries)

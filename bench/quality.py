@@ -6,10 +6,11 @@ Usage: .venv/bin/python bench/quality.py [--corpus PATH] [--protocols clean raw]
        [--model-bits 32] [--model-protocols clean] [--models-dir DIR] [--no-train]
        [--epochs N] [--out docs/results/quality.md] [--json PATH]
 
-Every method is scored by the same harness (`model.evaluate`): database = train split, queries =
-test split, relevant = same newsgroup. Model rows load `<models-dir>/<protocol>-<variant>-<bits>`
-when it exists, else train it with `model.train.train` (and save it there when --models-dir is
-given); --no-train skips the missing ones instead.
+Every method is scored by the same harness (`docbits.model.evaluate`): database = train split,
+queries = test split, relevant = same newsgroup. Model rows load
+`<models-dir>/<protocol>-<variant>-<bits>` when it exists, else train it with
+`docbits.model.train.train` (and save it there when --models-dir is given); --no-train skips the
+missing ones instead.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ import matplotlib.pyplot as plt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model.baselines import BASELINES  # noqa: E402
-from model.evaluate import (  # noqa: E402
+from docbits.model.baselines import BASELINES  # noqa: E402
+from docbits.model.evaluate import (  # noqa: E402
     RADII,
     EvalSplit,
     evaluate_codes,
@@ -130,8 +131,8 @@ def score_model(
     args: argparse.Namespace, split: EvalSplit, protocol: str, variant: str, bits: int
 ) -> dict | None:
     """Load or train the autoencoder of one variant and bit length, then score it."""
-    from model.hasher import Hasher
-    from model.train import TrainConfig, train
+    from docbits.model.hasher import Hasher
+    from docbits.model.train import TrainConfig, train
 
     directory = args.models_dir / f"{protocol}-{variant}-{bits}" if args.models_dir else None
     name = f"model:{variant}"
@@ -421,7 +422,8 @@ def model_status(args: argparse.Namespace, model_rows: list[dict]) -> str:
         return "No autoencoder rows: none were found in `--models-dir` and training was skipped."
     listed = "\n".join(model_line(row) for row in model_rows)
     return (
-        "Autoencoder rows come from `model.train.train(train texts, TrainConfig(bits, variant), "
+        "Autoencoder rows come from "
+        "`docbits.model.train.train(train texts, TrainConfig(bits, variant), "
         "labels=train labels)` (labels pick the early-stopping epoch by validation P@100) and are "
         "scored like the baselines:\n\n"
         f"{listed}\n\nVariant/bit/protocol combinations not listed were not run."

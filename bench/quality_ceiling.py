@@ -3,9 +3,9 @@
 Usage: .venv/bin/python bench/quality_ceiling.py [--corpus PATH] [--protocols clean raw]
        [--out docs/results/quality-ceiling.md]
 
-For each protocol, on the harness's split and features (`model.evaluate.prepare_split`):
+For each protocol, on the harness's split and features (`docbits.model.evaluate.prepare_split`):
 - TF-IDF cosine (the harness's unhashed reference);
-- the spectral teacher's continuous embedding (`model.graph`: kNN graph of sublinear TF-IDF,
+- the spectral teacher's continuous embedding (`docbits.model.graph`: kNN graph of sublinear TF-IDF,
   32 eigenvectors), test documents placed by the similarity-weighted mean of their 60 nearest
   training documents' coordinates, ranked by cosine: what the student's codes try to reproduce;
 - a *supervised* linear SVM trained on the train split's labels: its test accuracy, and P@100 when
@@ -28,9 +28,9 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model.evaluate import EvalSplit, prepare_split  # noqa: E402
-from model.graph import MAX_TEACHER_DIMS, knn_graph, spectral_embedding, sublinear_tfidf  # noqa: E402
-from model.metrics import precision_at_k_scores  # noqa: E402
+from docbits.model.evaluate import EvalSplit, prepare_split  # noqa: E402
+from docbits.model.graph import MAX_TEACHER_DIMS, knn_graph, spectral_embedding, sublinear_tfidf  # noqa: E402
+from docbits.model.metrics import precision_at_k_scores  # noqa: E402
 
 DEFAULT_CORPUS = Path(
     os.environ.get("DOCBITS_20NEWS", ROOT.parent / "shared" / "data" / "20news-bydate.tar.xz")

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model.evaluate import evaluate_hasher, evaluate_tfidf_cosine, prepare_split  # noqa: E402
-from model.train import TrainConfig, train  # noqa: E402
+from docbits.model.evaluate import evaluate_hasher, evaluate_tfidf_cosine, prepare_split  # noqa: E402
+from docbits.model.train import TrainConfig, train  # noqa: E402
 
 DEFAULT_CORPUS = Path(
     os.environ.get("DOCBITS_20NEWS", ROOT.parent / "shared" / "data" / "20news-bydate.tar.xz")

@@ -33,8 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.corpus import Document, load_corpus  # noqa: E402
-from service.client import DocbitsClient  # noqa: E402
+from docbits.model.corpus import Document, load_corpus  # noqa: E402
+from docbits.service.client import DocbitsClient  # noqa: E402
 
 DEFAULT_CORPUS = Path(
     os.environ.get("DOCBITS_20NEWS", ROOT.parent / "shared" / "data" / "20news-bydate.tar.xz")
@@ -119,9 +119,9 @@ def encode_cost_ms(model_dir: Path, texts: list[str]) -> dict[int, float]:
     (scipy TF-IDF, `SparseBatch`, the encoder's forward), for reference."""
     import torch
 
-    from model.autoencoders import SparseBatch
-    from model.graph import sublinear_tfidf
-    from model.hasher import Hasher
+    from docbits.model.autoencoders import SparseBatch
+    from docbits.model.graph import sublinear_tfidf
+    from docbits.model.hasher import Hasher
 
     torch.set_num_threads(1)
     hasher = Hasher.load(model_dir)
@@ -175,7 +175,7 @@ def thread_round_trip_ms(trips: int = 3000) -> float:
 
 def trained_model(corpus: list[Document], epochs: int, bits: int, into: Path) -> Path:
     """Train a model on the train split (when no --model is given) and save it."""
-    from model.train import TrainConfig, train
+    from docbits.model.train import TrainConfig, train
 
     texts = [doc.text for doc in corpus]
     started = time.perf_counter()
@@ -186,7 +186,7 @@ def trained_model(corpus: list[Document], epochs: int, bits: int, into: Path) ->
 
 
 def start_server(data_dir: Path, model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(data_dir)]
+    command = [sys.executable, "-m", "docbits.service.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--port", str(port), "--model", str(model), "--autotrain-min-docs", "0"]
     command += ["--log-level", "warning"]
     env = {key: value for key, value in os.environ.items() if not key.startswith("DOCBITS_")}

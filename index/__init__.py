@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from index.kernel_cache import drop_stale_caches
+from docbits.index.kernel_cache import drop_stale_caches
 
 drop_stale_caches(Path(__file__).parent)  # before any kernel loads its cache
 
-from index.codes import code_to_hex, hex_to_code  # noqa: E402
-from index.hash_index import BatchHits, HashIndex, Hit  # noqa: E402
-from index.sqlite_store import SQLiteStore  # noqa: E402
-from index.store import (  # noqa: E402
+from docbits.index.codes import code_to_hex, hex_to_code  # noqa: E402
+from docbits.index.hash_index import BatchHits, HashIndex, Hit  # noqa: E402
+from docbits.index.sqlite_store import SQLiteStore  # noqa: E402
+from docbits.index.store import (  # noqa: E402
     DocumentStore,
     DuplicateIdError,
     IntegrityReport,

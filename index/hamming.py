@@ -8,7 +8,7 @@ from math import comb
 
 import numpy as np
 
-from index.codes import WORD_BITS, validate_bits, words_per_code
+from docbits.index.codes import WORD_BITS, validate_bits, words_per_code
 
 SCAN_CHUNK = 1 << 17
 

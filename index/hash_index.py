@@ -21,8 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from index.bucket_table import BucketTable, bucket_key, bucket_keys
-from index.codes import (
+from docbits.index.bucket_table import BucketTable, bucket_key, bucket_keys
+from docbits.index.codes import (
     WORD_BITS,
     as_code_array,
     codes_to_words,
@@ -30,9 +30,9 @@ from index.codes import (
     words_per_code,
     words_to_codes,
 )
-from index.hamming import ball_size, shell_range_masks
-from index.id_table import SMALL_LOOKUP, IdTable
-from index.kernels import (
+from docbits.index.hamming import ball_size, shell_range_masks
+from docbits.index.id_table import SMALL_LOOKUP, IdTable
+from docbits.index.kernels import (
     CONFIRM_EACH,
     CONFIRM_NONE,
     CONFIRM_RUN,
@@ -44,10 +44,10 @@ from index.kernels import (
     split_hits,
     split_hits_into,
 )
-from index.rwlock import ReadWriteLock
-from index.scratch import SCRATCH
-from index.single_query import bound_probe_one, layout_of
-from index.substring_scan import scan_balls, substrings
+from docbits.index.rwlock import ReadWriteLock
+from docbits.index.scratch import SCRATCH
+from docbits.index.single_query import bound_probe_one, layout_of
+from docbits.index.substring_scan import scan_balls, substrings
 
 Hit = tuple[str, int]
 Keep = Callable[[str], bool]

@@ -16,7 +16,7 @@ from numba import njit, typeof
 from numba.core.dispatcher import Dispatcher
 from numba.core.typing.typeof import Purpose
 
-from index.bucket_table import KEY_TABLES
+from docbits.index.bucket_table import KEY_TABLES
 
 DEAD_DISTANCE = 255
 # How a probe's candidates (entries whose tag equals the probe's) are checked against its code.

@@ -21,7 +21,7 @@ import numpy as np
 from numba import carray, njit, types
 from numba.extending import intrinsic
 
-from index.kernels import CONFIRM_EACH, entry_point, probe_words
+from docbits.index.kernels import CONFIRM_EACH, entry_point, probe_words
 
 # Field positions in a layout: per table (main, delta) its directory, tags, rows and mixed runs
 # addresses, directory length, entry count, mixed runs count and `want`; then `where`, `words`.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from index.hash_index import HashIndex
+    from docbits.index.hash_index import HashIndex
 
 ACTIVE_MODEL_SETTING = "active_model"
 
@@ -158,7 +158,7 @@ class DocumentStore(ABC):
 
     def load_index(self, fingerprint: str, bits: int) -> HashIndex:
         """Build the in-memory index of `fingerprint`'s codes, in insertion order."""
-        from index.hash_index import HashIndex
+        from docbits.index.hash_index import HashIndex
 
         all_ids: list[str] = []
         batches: list[np.ndarray] = []

@@ -22,8 +22,8 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from index.kernels import popcount
-from index.scratch import SCRATCH, SCRATCH_ENTRIES
+from docbits.index.kernels import popcount
+from docbits.index.scratch import SCRATCH, SCRATCH_ENTRIES
 
 REMOVED = 0  # `where` value of a removed row (hash_index.REMOVED)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
@@ -34,7 +34,7 @@ SLOTS_PER_QUERY_BITS = 3  # about 8 slots per query keeps false slot matches rar
 # Each substring also gets a bitmap of 2^(slot bits + FILTER_EXTRA_BITS) bits saying which
 # hashes some query has: a few kB that stay in L1, so most codes never read the slot table.
 FILTER_EXTRA_BITS = 3
-# Hits a chunk keeps from its counting pass (4 B each, in a buffer lent by `index.scratch`);
+# Hits a chunk keeps from its counting pass (4 B each, in a buffer lent by `docbits.index.scratch`);
 # a chunk with more is scanned a second time.
 BUFFERED_HITS = SCRATCH_ENTRIES
 # A buffered hit is ENTRY_BITS wide: its key above, its row's offset within a segment of

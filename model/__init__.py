@@ -10,7 +10,7 @@ import sys
 import types
 from typing import Any
 
-from model.errors import ArtifactError, CorpusError
+from docbits.model.errors import ArtifactError, CorpusError
 
 __all__ = [
     "VARIANTS",
@@ -23,10 +23,10 @@ __all__ = [
 ]
 
 LAZY_EXPORTS = {
-    "Featurizer": "model.featurizer",
-    "Hasher": "model.hasher",
-    "TrainConfig": "model.train",
-    "VARIANTS": "model.autoencoders",
+    "Featurizer": "docbits.model.featurizer",
+    "Hasher": "docbits.model.hasher",
+    "TrainConfig": "docbits.model.train",
+    "VARIANTS": "docbits.model.autoencoders",
 }
 
 
@@ -38,12 +38,12 @@ def __getattr__(name: str) -> Any:
 
 
 class _ModelPackage(types.ModuleType):
-    """`model.train` is the training function, although a submodule of that name exists too."""
+    """`docbits.model.train` is the training function, though a submodule of that name exists."""
 
     @property
     def train(self) -> Any:
-        """The function `model.train.train`, imported on first use."""
-        return importlib.import_module("model.train").train
+        """The function `docbits.model.train.train`, imported on first use."""
+        return importlib.import_module("docbits.model.train").train
 
     @train.setter
     def train(self, value: Any) -> None:

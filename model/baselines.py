@@ -2,7 +2,7 @@
 
 Each baseline is a function `fit(train_tfidf, bits, seed) -> encoder`; the encoder's
 `encode(tfidf)` returns packed uint8 codes `(n, bits/8)` like a trained model's. The unhashed
-TF-IDF cosine reference lives in `model.evaluate.evaluate_tfidf_cosine`.
+TF-IDF cosine reference lives in `docbits.model.evaluate.evaluate_tfidf_cosine`.
 """
 
 from __future__ import annotations

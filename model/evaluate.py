@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from model.corpus import Document, load_corpus
-from model.errors import CorpusError
-from model.featurizer import Featurizer
-from model.metrics import (
+from docbits.model.corpus import Document, load_corpus
+from docbits.model.errors import CorpusError
+from docbits.model.featurizer import Featurizer
+from docbits.model.metrics import (
     bucket_occupancy,
     hamming_ball_quality,
     precision_at_k,
@@ -37,7 +37,7 @@ TRAIN_SHARE = 0.8
 
 
 class TextHasher(Protocol):
-    """Anything that turns texts into packed codes (a trained `model.hasher.Hasher`, say)."""
+    """Anything that turns texts into packed codes (a trained `Hasher`, say)."""
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Packed uint8 codes (n, b/8)."""

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from model.errors import ArtifactError, read_json_artifact
+from docbits.model.errors import ArtifactError, read_json_artifact
 
 VOCAB_FILE = "vocab.json"
 VOCAB_FORMAT = "docbits-vocab/1"

@@ -16,11 +16,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from model.autoencoders import SemanticHashingAutoencoder, SparseBatch, build_autoencoder
-from model.errors import ArtifactError, read_json_artifact
-from model.featurizer import VOCAB_FILE, Featurizer
-from model.graph import sublinear_tfidf
-from model.inference import FastEncoder
+from docbits.model.autoencoders import SemanticHashingAutoencoder, SparseBatch, build_autoencoder
+from docbits.model.errors import ArtifactError, read_json_artifact
+from docbits.model.featurizer import VOCAB_FILE, Featurizer
+from docbits.model.graph import sublinear_tfidf
+from docbits.model.inference import FastEncoder
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

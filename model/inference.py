@@ -29,10 +29,10 @@ import scipy.sparse as sp
 from numba import njit
 from torch import nn
 
-from model.autoencoders import Encoder, SemanticHashingAutoencoder
-from model.featurizer import STOP_WORDS, Featurizer, tokenize
-from model.term_counts import TermTable
-from model.term_counts import warm_up as warm_up_term_counts
+from docbits.model.autoencoders import Encoder, SemanticHashingAutoencoder
+from docbits.model.featurizer import STOP_WORDS, Featurizer, tokenize
+from docbits.model.term_counts import TermTable
+from docbits.model.term_counts import warm_up as warm_up_term_counts
 
 INPUT_WEIGHTINGS = ("tfidf", "sublinear")
 

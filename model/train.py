@@ -18,10 +18,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from model.autoencoders import VARIANTS, SemanticHashingAutoencoder, SparseBatch, build_autoencoder
-from model.featurizer import Featurizer
-from model.graph import fit_spectral_teacher, sublinear_tfidf, teacher_plan
-from model.hasher import Hasher, code_statistics
+from docbits.model.autoencoders import (
+    VARIANTS,
+    SemanticHashingAutoencoder,
+    SparseBatch,
+    build_autoencoder,
+)
+from docbits.model.featurizer import Featurizer
+from docbits.model.graph import fit_spectral_teacher, sublinear_tfidf, teacher_plan
+from docbits.model.hasher import Hasher, code_statistics
 
 VALIDATION_K = 100
 
@@ -183,7 +188,7 @@ def validation_metric(
     db_bits = encode_matrix(model, db_tfidf)
     if val_labels is None or db_labels is None:
         return label_free_metric(val_bits, db_bits, val_tfidf, db_tfidf)
-    from model.metrics import precision_at_k
+    from docbits.model.metrics import precision_at_k
 
     k = min(VALIDATION_K, db_bits.shape[0])
     result = precision_at_k(

@@ -11,15 +11,15 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response, install_error_handlers
-from service.metrics import RequestMetricsMiddleware
-from service.query_string import warm_up as warm_up_query_string
-from service.routers import buckets, documents, health, metrics, model, search
-from service.routers.health import VERSION
-from service.schemas import ErrorResponse
-from service.settings import Settings
-from service.state import ServiceState, StartupError
-from service.training import TrainingManager
+from docbits.service.errors import error_response, install_error_handlers
+from docbits.service.metrics import RequestMetricsMiddleware
+from docbits.service.query_string import warm_up as warm_up_query_string
+from docbits.service.routers import buckets, documents, health, metrics, model, search
+from docbits.service.routers.health import VERSION
+from docbits.service.schemas import ErrorResponse
+from docbits.service.settings import Settings
+from docbits.service.state import ServiceState, StartupError
+from docbits.service.training import TrainingManager
 
 log = logging.getLogger("docbits.service")
 # Documented on every route, so the schema shows the error shape the handlers really send.

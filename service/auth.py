@@ -6,8 +6,8 @@ import hmac
 
 from fastapi import Request
 
-from service.errors import ApiError
-from service.settings import Settings
+from docbits.service.errors import ApiError
+from docbits.service.settings import Settings
 
 
 def presented_key(request: Request) -> str | None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from service.commands import bench, eval, ingest, search, serve, train
+from docbits.service.commands import bench, eval, ingest, search, serve, train
 
 COMMANDS = (serve, train, eval, ingest, search, bench)
 

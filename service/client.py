@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from service.schemas import (
+from docbits.service.schemas import (
     BatchSearchResponse,
     BucketResponse,
     DeleteResponse,

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from index.store import DuplicateIdError, StoreUnavailableError
+from docbits.index.store import DuplicateIdError, StoreUnavailableError
 
 log = logging.getLogger("docbits.service")
 

@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from index.codes import code_to_hex
-from index.hash_index import HashIndex
-from index.sqlite_store import SQLiteStore
-from index.store import ACTIVE_MODEL_SETTING, StoredDocument, StoreUnavailableError
-from service.batching import EncodeBatcher
-from service.errors import ApiError
-from service.metrics import ServiceMetrics
-from service.settings import Settings
+from docbits.index.codes import code_to_hex
+from docbits.index.hash_index import HashIndex
+from docbits.index.sqlite_store import SQLiteStore
+from docbits.index.store import ACTIVE_MODEL_SETTING, StoredDocument, StoreUnavailableError
+from docbits.service.batching import EncodeBatcher
+from docbits.service.errors import ApiError
+from docbits.service.metrics import ServiceMetrics
+from docbits.service.settings import Settings
 
 if TYPE_CHECKING:
-    from model.hasher import Hasher
-    from service.training import TrainingManager
+    from docbits.model.hasher import Hasher
+    from docbits.service.training import TrainingManager
 
 log = logging.getLogger("docbits.service")
 T = TypeVar("T")
@@ -74,7 +74,7 @@ def load_hasher(path: Path, torch_threads: int | None = None) -> Hasher:
     """Load a model directory (torch is imported only here, when a model is needed)."""
     import torch
 
-    from model.hasher import Hasher
+    from docbits.model.hasher import Hasher
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
@@ -210,7 +210,7 @@ class ServiceState:
         return hasher
 
     def _load_or_refuse(self, path: Path) -> Hasher:
-        from model.errors import ArtifactError
+        from docbits.model.errors import ArtifactError
 
         try:
             return load_hasher(path, self.settings.torch_threads)

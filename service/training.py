@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.errors import ApiError
-from service.metrics import ServiceMetrics
-from service.schemas import JobOut, JobStatus
+from docbits.service.errors import ApiError
+from docbits.service.metrics import ServiceMetrics
+from docbits.service.schemas import JobOut, JobStatus
 
 log = logging.getLogger("docbits.service")
 POLL_SECONDS = 0.2
@@ -63,8 +63,8 @@ def train_worker(
         events.put({"event": "epoch", **info})
 
     try:
-        from index.sqlite_store import SQLiteStore
-        from model.train import TrainConfig, train
+        from docbits.index.sqlite_store import SQLiteStore
+        from docbits.model.train import TrainConfig, train
 
         store = SQLiteStore(Path(store_path))
         texts = [doc.text for batch in store.iter_documents(1000) for doc in batch]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from service.cli import build_parser
+from docbits.service.cli import build_parser
 
 COMMANDS = ["serve", "train", "eval", "ingest", "search", "bench"]
 
@@ -15,7 +15,7 @@ COMMANDS = ["serve", "train", "eval", "ingest", "search", "bench"]
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "service.cli", command, "--help"],
+        [sys.executable, "-m", "docbits.service.cli", command, "--help"],
         capture_output=True,
         text=True,
         timeout=60,

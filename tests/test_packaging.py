@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
-from fnmatch import fnmatch
+import zipfile
 from pathlib import Path
 
-from service.cli import COMMANDS, build_parser
-from service.settings import Settings
+from docbits.service.cli import COMMANDS, build_parser
+from docbits.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,18 +47,55 @@ def test_dockerfile_and_makefile_pin_the_torch_of_pyproject() -> None:
     assert f'"torch=={version}"' in read("Makefile")
 
 
+def source_packages() -> dict[str, str]:
+    """Import name -> folder of every package under the top-level source folders."""
+    mapping = pyproject()["tool"]["setuptools"]["package-dir"]
+    found = {}
+    for name, folder in mapping.items():
+        for init in sorted((ROOT / folder).rglob("__init__.py")):
+            relative = init.parent.relative_to(ROOT / folder).parts
+            found[".".join((name, *relative))] = str(init.parent.relative_to(ROOT))
+    return found
+
+
+def test_every_source_package_is_installed_under_docbits() -> None:
+    listed = set(pyproject()["tool"]["setuptools"]["packages"])
+    assert set(source_packages()) == listed
+    assert all(name.startswith("docbits.") for name in listed)
+
+
+def test_wheel_holds_only_the_docbits_namespace(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("docbits-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/", 1)[0] for name in names if not name.startswith("docbits-")}
+    assert top_level == {"docbits"}, top_level
+    assert "docbits/service/app.py" in names
+    assert "docbits/index/__init__.py" in names
+
+
 def test_image_receives_every_package() -> None:
-    include = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
-    top_level = {
-        path.parent.name
-        for path in ROOT.glob("*/__init__.py")
-        if any(fnmatch(path.parent.name, pattern) for pattern in include)
-    }
-    assert {"model", "index", "service"} <= top_level
+    folders = set(pyproject()["tool"]["setuptools"]["package-dir"].values())
+    assert folders == {"model", "index", "service"}
     dockerfile, dockerignore = read("Dockerfile"), read(".dockerignore").splitlines()
-    for package in sorted(top_level):
-        assert f"COPY {package} ./{package}\n" in dockerfile, package
-        assert f"!{package}/" in dockerignore, package
+    for folder in sorted(folders):
+        assert f"COPY {folder} ./{folder}\n" in dockerfile, folder
+        assert f"!{folder}/" in dockerignore, folder
 
 
 def test_quick_start_is_two_make_targets_and_ci_runs_the_test_one() -> None:

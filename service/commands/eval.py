@@ -37,9 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model and the split, score, print the table and the JSON line."""
-    from model.errors import ArtifactError, CorpusError
-    from model.evaluate import evaluate_hasher, format_table, json_ready, prepare_split
-    from model.hasher import Hasher
+    from docbits.model.errors import ArtifactError, CorpusError
+    from docbits.model.evaluate import evaluate_hasher, format_table, json_ready, prepare_split
+    from docbits.model.hasher import Hasher
 
     try:
         hasher = Hasher.load(args.model)

@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     """Load the corpus, then POST it batch by batch; stops at the first error."""
     from tqdm import tqdm
 
-    from model.corpus import load_corpus
-    from service.client import DocbitsClient, DocbitsError
+    from docbits.model.corpus import load_corpus
+    from docbits.service.client import DocbitsClient, DocbitsError
 
     documents = load_corpus(args.corpus, protocol=args.protocol)
     if args.split:

@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Search and print one line per hit: distance, score, id and snippet."""
-    from service.client import DocbitsClient, DocbitsError
+    from docbits.service.client import DocbitsClient, DocbitsError
 
     with DocbitsClient(args.url, api_key=args.api_key) as client:
         try:

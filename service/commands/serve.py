@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     """Environment settings with the flags that were given laid on top."""
-    from service.settings import Settings
+    from docbits.service.settings import Settings
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
     return Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from service.app import build_state, create_app, refuse_open_exposure
-    from service.state import StartupError
+    from docbits.service.app import build_state, create_app, refuse_open_exposure
+    from docbits.service.state import StartupError
 
     settings = settings_from_args(args)
     logging.basicConfig(

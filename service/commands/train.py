@@ -71,15 +71,15 @@ def sharpness(text: str) -> float | str:
 
 def run(args: argparse.Namespace) -> int:
     """Load the corpus, train, save; print a one-object JSON summary on stdout."""
-    from model.corpus import load_corpus
-    from model.errors import CorpusError
+    from docbits.model.corpus import load_corpus
+    from docbits.model.errors import CorpusError
 
     try:
         documents = load_corpus(args.corpus, protocol=args.protocol)
     except CorpusError as error:
         print(f"docbits train: {error}", file=sys.stderr)
         return 2
-    from model.train import TrainConfig, train
+    from docbits.model.train import TrainConfig, train
 
     overrides = {
         "variant": args.variant,

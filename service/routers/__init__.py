@@ -9,8 +9,8 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from service.query_string import parse_query_string
-from service.state import ServiceState
+from docbits.service.query_string import parse_query_string
+from docbits.service.state import ServiceState
 
 Model = TypeVar("Model", bound=BaseModel)
 

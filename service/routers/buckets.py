@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from index.codes import code_to_hex, hex_to_code
-from service.auth import require_read
-from service.errors import ApiError
-from service.routers import service_state, snippet
-from service.schemas import MAX_OFFSET, BucketMember, BucketResponse
+from docbits.index.codes import code_to_hex, hex_to_code
+from docbits.service.auth import require_read
+from docbits.service.errors import ApiError
+from docbits.service.routers import service_state, snippet
+from docbits.service.schemas import MAX_OFFSET, BucketMember, BucketResponse
 
 router = APIRouter(prefix="/v1/buckets", tags=["buckets"], dependencies=[Depends(require_read)])
 

@@ -6,11 +6,11 @@ import uuid
 
 from fastapi import APIRouter, Depends, Request
 
-from index.codes import code_to_hex
-from service.auth import require_read, require_write
-from service.errors import ApiError
-from service.routers import service_state
-from service.schemas import (
+from docbits.index.codes import code_to_hex
+from docbits.service.auth import require_read, require_write
+from docbits.service.errors import ApiError
+from docbits.service.routers import service_state
+from docbits.service.schemas import (
     DeleteRequest,
     DeleteResponse,
     DocumentOut,
@@ -19,7 +19,7 @@ from service.schemas import (
     IngestRequest,
     IngestResponse,
 )
-from service.state import NewDocument
+from docbits.service.state import NewDocument
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 

@@ -6,9 +6,9 @@ import platform
 
 from fastapi import APIRouter, Depends, Request
 
-from service.auth import require_read
-from service.routers import service_state
-from service.schemas import InfoResponse, Status
+from docbits.service.auth import require_read
+from docbits.service.routers import service_state
+from docbits.service.schemas import InfoResponse, Status
 
 router = APIRouter(tags=["health"])
 VERSION = "0.1.0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.routers import service_state
+from docbits.service.routers import service_state
 
 router = APIRouter(tags=["metrics"])
 

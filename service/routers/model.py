@@ -6,17 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request
 
-from service.auth import require_read, require_write
-from service.errors import ApiError
-from service.routers import service_state
-from service.schemas import JobOut, ModelInfo, TrainRequest
+from docbits.service.auth import require_read, require_write
+from docbits.service.errors import ApiError
+from docbits.service.routers import service_state
+from docbits.service.schemas import JobOut, ModelInfo, TrainRequest
 
 router = APIRouter(prefix="/v1/model", tags=["model"])
 
 
 def refuse_unknown_variant(variant: str | None) -> None:
     """422 now, rather than a job that fails later in its worker."""
-    from model.autoencoders import VARIANTS
+    from docbits.model.autoencoders import VARIANTS
 
     if variant is not None and variant not in VARIANTS:
         raise ApiError(

@@ -11,10 +11,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from index.codes import code_to_hex
-from service.auth import require_read
-from service.errors import ApiError
-from service.routers import (
+from docbits.index.codes import code_to_hex
+from docbits.service.auth import require_read
+from docbits.service.errors import ApiError
+from docbits.service.routers import (
     JSONBytesResponse,
     json_bytes,
     parse_query,
@@ -22,14 +22,14 @@ from service.routers import (
     service_state,
     snippet,
 )
-from service.schemas import (
+from docbits.service.schemas import (
     BatchSearchResponse,
     SearchOptions,
     SearchQuery,
     SearchRequest,
     SearchResponse,
 )
-from service.state import ActiveModel, Ranked, ServiceState
+from docbits.service.state import ActiveModel, Ranked, ServiceState
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read)])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index.bucket_table import BucketTable, bucket_key, bucket_keys
-from index.codes import words_to_codes
-from index.hamming import ball_masks
-from index.kernels import CONFIRM_NONE, pack_masks, probe_balls, split_hits
+from docbits.index.bucket_table import BucketTable, bucket_key, bucket_keys
+from docbits.index.codes import words_to_codes
+from docbits.index.hamming import ball_masks
+from docbits.index.kernels import CONFIRM_NONE, pack_masks, probe_balls, split_hits
 
 
 def random_words(rng: np.random.Generator, n: int, num_words: int) -> np.ndarray:

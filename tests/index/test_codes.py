@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index.codes import (
+from docbits.index.codes import (
     code_to_hex,
     code_to_words,
     codes_to_words,
@@ -17,7 +17,7 @@ from index.codes import (
     validate_bits,
     words_to_codes,
 )
-from index.hamming import ball_masks, hamming_distances, shell_masks
+from docbits.index.hamming import ball_masks, hamming_distances, shell_masks
 
 
 @pytest.mark.parametrize("bits", [8, 16, 64, 72, 128])

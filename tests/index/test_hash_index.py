@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from index import hash_index, kernels
-from index.bucket_table import bucket_key
-from index.hash_index import BatchHits, HashIndex
-from index.scratch import ScratchPool
+from docbits.index import hash_index, kernels
+from docbits.index.bucket_table import bucket_key
+from docbits.index.hash_index import BatchHits, HashIndex
+from docbits.index.scratch import ScratchPool
 from tests.index.oracle import OracleIndex
 
 ID_POOL = ["a", "b", "c", "d", "e", "f", "g", "h", "doc-10", "ü-11", "x" * 40, "12"]
@@ -228,7 +228,7 @@ def test_batch_arrays_resolve_ids_after_the_documents_are_removed() -> None:
 
 WARM_UP_CHECK = """
 import sys
-from index import hash_index, id_table, kernels, single_query, substring_scan
+from docbits.index import hash_index, id_table, kernels, single_query, substring_scan
 hash_index.HashIndex(int(sys.argv[1])).warm_up()
 kernels_used = {
     "probe_balls": kernels.probe_balls,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index.id_table import SMALL_LOOKUP, IdTable
+from docbits.index.id_table import SMALL_LOOKUP, IdTable
 
 
 def test_id_table_add_find_discard_and_bulk() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index.kernel_cache import MARKER, drop_stale_caches
+from docbits.index.kernel_cache import MARKER, drop_stale_caches
 
 
 def package_with_cache(tmp_path: Path) -> Path:

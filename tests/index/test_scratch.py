@@ -1,4 +1,4 @@
-"""Scratch buffers lent to batch kernels (`index.scratch`)."""
+"""Scratch buffers lent to batch kernels (`docbits.index.scratch`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from index.scratch import ScratchPool
+from docbits.index.scratch import ScratchPool
 
 PAGE = mmap.PAGESIZE
 

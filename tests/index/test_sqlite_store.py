@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import (
+from docbits.index import (
     DuplicateIdError,
     HashIndex,
     SQLiteStore,
@@ -20,7 +20,7 @@ from index import (
     StoreError,
     StoreUnavailableError,
 )
-from index.sqlite_store import SCHEMA_VERSION, migrate
+from docbits.index.sqlite_store import SCHEMA_VERSION, migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 FP = "f" * 64
@@ -152,7 +152,7 @@ def test_settings_and_pragmas_survive_reopen(tmp_path: Path) -> None:
 WRITER = """
 import sys
 from pathlib import Path
-from index import SQLiteStore, StoredDocument
+from docbits.index import SQLiteStore, StoredDocument
 store = SQLiteStore(Path(sys.argv[1]))
 for i in range(100000):
     store.upsert([StoredDocument(f"doc{i}", "text " * 20, {"i": i})])

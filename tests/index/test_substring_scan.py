@@ -1,4 +1,4 @@
-"""Batch balls by substring scan (`index.substring_scan`) against brute force."""
+"""Batch balls by substring scan (`docbits.index.substring_scan`) against brute force."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index import hash_index, substring_scan
-from index.hash_index import HashIndex
-from index.substring_scan import substrings
+from docbits.index import hash_index, substring_scan
+from docbits.index.hash_index import HashIndex
+from docbits.index.substring_scan import substrings
 
 
 def brute_force_balls(

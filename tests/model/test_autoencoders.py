@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 from torch.distributions import Bernoulli, kl_divergence
 
-from model.autoencoders import (
+from docbits.model.autoencoders import (
     VARIANTS,
     SparseBatch,
     bernoulli_kl_to_half,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model.corpus import (
+from docbits.model.corpus import (
     Document,
     clean_newsgroup_text,
     load_corpus,
@@ -17,7 +17,7 @@ from model.corpus import (
     strip_quotes,
     strip_signature,
 )
-from model.errors import CorpusError
+from docbits.model.errors import CorpusError
 
 MESSAGE = (
     "From: someone@example.org\n"

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.baselines import fit_lsa_median
-from model.corpus import Document
-from model.errors import CorpusError
-from model.evaluate import (
+from docbits.model.baselines import fit_lsa_median
+from docbits.model.corpus import Document
+from docbits.model.errors import CorpusError
+from docbits.model.evaluate import (
     EvalSplit,
     evaluate_codes,
     evaluate_hasher,
@@ -21,8 +21,8 @@ from model.evaluate import (
     prepare_split,
     split_documents,
 )
-from model.metrics import precision_at_k
-from service.cli import main
+from docbits.model.metrics import precision_at_k
+from docbits.service.cli import main
 from tests.model.test_baselines import topic_corpus
 
 
@@ -143,7 +143,7 @@ def test_json_ready_writes_strict_json() -> None:
 
 
 def test_eval_command_prints_a_table_then_json(tmp_path: Path, capsys) -> None:
-    from model.train import TrainConfig, train
+    from docbits.model.train import TrainConfig, train
 
     corpus = write_jsonl(tmp_path / "corpus.jsonl")
     texts, labels = topic_corpus(200, seed=4)
@@ -179,7 +179,7 @@ def test_small_trained_model_beats_lsa_on_a_20news_subset(newsgroups_path: Path)
     """The point of the project: a briefly trained 32-bit model ranks better than LSA + median
     at the same length, on a fifth of the 20NG clean train split (queries: a tenth of the test).
     Measured: 0.278 against 0.179."""
-    from model.train import TrainConfig, train
+    from docbits.model.train import TrainConfig, train
 
     split = prepare_split(newsgroups_path, "clean")
     train_texts, train_labels = split.train_texts[::5], split.train_labels[::5]

@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from model.errors import ArtifactError
-from model.featurizer import Featurizer, tokenize
+from docbits.model.errors import ArtifactError
+from docbits.model.featurizer import Featurizer, tokenize
 
 CORPUS = [
     "The cat sat on the mat with another cat.",

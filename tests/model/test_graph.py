@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model import graph
-from model.errors import ArtifactError
-from model.graph import (
+from docbits.model import graph
+from docbits.model.errors import ArtifactError
+from docbits.model.graph import (
     block_rotation,
     fit_spectral_teacher,
     itq_rotation,
@@ -19,8 +19,8 @@ from model.graph import (
     spectral_embedding,
     sublinear_tfidf,
 )
-from model.hasher import Hasher
-from model.metrics import precision_at_k
+from docbits.model.hasher import Hasher
+from docbits.model.metrics import precision_at_k
 
 
 def topic_features(
@@ -195,7 +195,7 @@ QUICK = {"hidden_sizes": (32,), "batch_size": 32, "lr": 5e-3, "epochs": 6, "pati
 
 
 def test_training_with_the_teacher_adds_its_term_and_saves_the_weighting(tmp_path) -> None:
-    training = importlib.import_module("model.train")
+    training = importlib.import_module("docbits.model.train")
     texts, labels = topic_texts()
     config = training.TrainConfig(
         bits=8, graph_k=10, teacher_weight=2.0, input_weighting="sublinear", **QUICK
@@ -213,7 +213,7 @@ def test_training_with_the_teacher_adds_its_term_and_saves_the_weighting(tmp_pat
 
 
 def test_sublinear_input_changes_the_codes_of_repetitive_documents(tmp_path) -> None:
-    training = importlib.import_module("model.train")
+    training = importlib.import_module("docbits.model.train")
     texts, labels = topic_texts()
     hasher = training.train(
         texts, training.TrainConfig(bits=8, input_weighting="sublinear", **QUICK), labels=labels
@@ -236,7 +236,7 @@ def test_sublinear_input_changes_the_codes_of_repetitive_documents(tmp_path) -> 
 
 
 def test_corpora_too_small_for_the_teacher_train_without_it() -> None:
-    training = importlib.import_module("model.train")
+    training = importlib.import_module("docbits.model.train")
     texts, _ = topic_texts(docs_per_topic=5)
     hasher = training.train(texts, training.TrainConfig(bits=32, **QUICK), progress=False)
     assert hasher.config["teacher"] == "none"
@@ -245,7 +245,7 @@ def test_corpora_too_small_for_the_teacher_train_without_it() -> None:
 
 
 def test_config_rejects_unknown_teacher_weighting_and_bad_graph_settings() -> None:
-    training = importlib.import_module("model.train")
+    training = importlib.import_module("docbits.model.train")
     for bad in (
         {"teacher": "oracle"},
         {"input_weighting": "binary"},

@@ -16,13 +16,13 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-from model.autoencoders import SparseBatch
-from model.errors import ArtifactError
-from model.featurizer import Featurizer
-from model.hasher import Hasher
+from docbits.model.autoencoders import SparseBatch
+from docbits.model.errors import ArtifactError
+from docbits.model.featurizer import Featurizer
+from docbits.model.hasher import Hasher
 from tests.model.test_train import synthetic_corpus
 
-training = importlib.import_module("model.train")
+training = importlib.import_module("docbits.model.train")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -88,7 +88,7 @@ def test_artifact_files_and_config(hasher: Hasher, saved: Path) -> None:
 
 def test_load_in_a_fresh_process_gives_identical_codes(hasher: Hasher, saved: Path) -> None:
     script = (
-        "import json, sys; from model.hasher import Hasher\n"
+        "import json, sys; from docbits.model.hasher import Hasher\n"
         "h = Hasher.load(sys.argv[1])\n"
         "codes = h.encode(json.loads(sys.argv[2]))\n"
         "print(json.dumps([h.fingerprint, [c.tobytes().hex() for c in codes]]))"

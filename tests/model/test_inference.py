@@ -15,15 +15,15 @@ import pytest
 import torch
 from torch import nn
 
-from model.autoencoders import SemanticHashingAutoencoder, SparseBatch, build_autoencoder
-from model.corpus import load_corpus
-from model.featurizer import Featurizer
-from model.graph import sublinear_tfidf
-from model.hasher import Hasher
-from model.inference import supported
+from docbits.model.autoencoders import SemanticHashingAutoencoder, SparseBatch, build_autoencoder
+from docbits.model.corpus import load_corpus
+from docbits.model.featurizer import Featurizer
+from docbits.model.graph import sublinear_tfidf
+from docbits.model.hasher import Hasher
+from docbits.model.inference import supported
 from tests.model.test_train import synthetic_corpus
 
-training = importlib.import_module("model.train")
+training = importlib.import_module("docbits.model.train")
 
 ODD_TEXTS = [
     "topic0word1 topic0word1 topic0word1 common3",

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from model.metrics import (
+from docbits.model.metrics import (
     bucket_occupancy,
     hamming_ball_quality,
     hamming_distance_matrix,

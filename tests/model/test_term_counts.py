@@ -6,11 +6,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.autoencoders import build_autoencoder
-from model.featurizer import Featurizer
-from model.graph import sublinear_tfidf
-from model.inference import FastEncoder
-from model.term_counts import TermTable
+from docbits.model.autoencoders import build_autoencoder
+from docbits.model.featurizer import Featurizer
+from docbits.model.graph import sublinear_tfidf
+from docbits.model.inference import FastEncoder
+from docbits.model.term_counts import TermTable
 
 VOCABULARY = [
     "ab",

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.hasher import Hasher
-from model.metrics import precision_at_k
-from service.commands.train import VARIANT_NAMES
+from docbits.model.hasher import Hasher
+from docbits.model.metrics import precision_at_k
+from docbits.service.commands.train import VARIANT_NAMES
 
-training = importlib.import_module("model.train")  # `model.train` itself is the function
+training = importlib.import_module(
+    "docbits.model.train"
+)  # `docbits.model.train` itself is the function
 TrainConfig = training.TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +63,7 @@ def test_config_rejects_bad_settings() -> None:
 
 
 def test_cli_variant_names_match_the_library() -> None:
-    from model.autoencoders import VARIANTS
+    from docbits.model.autoencoders import VARIANTS
 
     assert VARIANT_NAMES == VARIANTS
 
@@ -120,7 +122,7 @@ def test_trained_codes_separate_clusters_far_better_than_random(clustered) -> No
 
 
 def test_teacher_targets_are_soft_by_default_and_hard_on_request(clustered) -> None:
-    from model.featurizer import Featurizer
+    from docbits.model.featurizer import Featurizer
 
     texts, _ = clustered
     featurizer = Featurizer.fit(texts, 1000, 1, 1.0)
@@ -138,7 +140,7 @@ def test_teacher_targets_are_soft_by_default_and_hard_on_request(clustered) -> N
 
 
 def test_long_codes_take_teacher_blocks_from_several_graphs(clustered) -> None:
-    from model.featurizer import Featurizer
+    from docbits.model.featurizer import Featurizer
 
     texts, _ = clustered
     featurizer = Featurizer.fit(texts, 1000, 1, 1.0)
@@ -217,7 +219,7 @@ def test_docbits_train_end_to_end(tmp_path: Path) -> None:
     held_out = [f"{text} unseenzebra unseenzebra" for text in texts[:10]]
     write_jsonl(corpus, held_out, labels[:10], "test")
     out = tmp_path / "model"
-    command = [sys.executable, "-m", "service.cli", "train", "--corpus", str(corpus)]
+    command = [sys.executable, "-m", "docbits.service.cli", "train", "--corpus", str(corpus)]
     command += ["--out", str(out), "--bits", "16", "--epochs", "2", "--variant", "sparse"]
     command += ["--seed", "1", "--batch-size", "32", "--teacher-weight", "3", "--graph-k", "5"]
     command += ["--teacher-sharpness", "hard"]
@@ -236,7 +238,14 @@ def test_docbits_train_end_to_end(tmp_path: Path) -> None:
 
 
 def test_docbits_train_reports_a_missing_corpus(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "service.cli", "train", "--corpus", str(tmp_path / "nope")]
+    command = [
+        sys.executable,
+        "-m",
+        "docbits.service.cli",
+        "train",
+        "--corpus",
+        str(tmp_path / "nope"),
+    ]
     command += ["--out", str(tmp_path / "model")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 2

@@ -132,7 +132,7 @@ def start_server(
     """
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(data_dir)]
+    command = [sys.executable, "-m", "docbits.service.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--autotrain-min-docs", "0"]
     command += ["--log-level", "info"]
     if model_dir is not None:
@@ -170,7 +170,7 @@ def serving(data_dir: Path, **options: Any) -> Iterator[Server]:
 
 def train_tiny_model(directory: Path, texts: list[str], seed: int = 0) -> Path:
     """A 16-bit undercomplete model trained for two epochs, saved to `directory`."""
-    from model.train import TrainConfig, train
+    from docbits.model.train import TrainConfig, train
 
     hasher = train(
         texts,

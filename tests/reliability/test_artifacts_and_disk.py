@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from index.sqlite_store import SQLiteStore
+from docbits.index.sqlite_store import SQLiteStore
 from tests.reliability.conftest import (
     ROOT,
     Server,
@@ -69,7 +69,7 @@ def wait_for_refusal(server: Server, timeout_s: float = 90.0) -> str:
 
 def serve_exits(data_dir: Path, model_dir: Path | None) -> subprocess.CompletedProcess[str]:
     """Run `docbits serve` expecting it to refuse to start; returns its exit and output."""
-    command = [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(data_dir)]
+    command = [sys.executable, "-m", "docbits.service.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--port", "0"]
     if model_dir is not None:
         command += ["--model", str(model_dir)]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Settings
+from docbits.service.app import create_app
+from docbits.service.settings import Settings
 from tests.synthetic import topical_documents
 
 
@@ -29,7 +29,7 @@ def corpus() -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, corpus: list[dict[str, Any]]) -> Path:
     """A 16-bit model trained for a few epochs on the synthetic corpus, saved to disk."""
-    from model.train import TrainConfig, train
+    from docbits.model.train import TrainConfig, train
 
     hasher = train(
         [doc["text"] for doc in corpus],
@@ -44,7 +44,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, corpus: list[dict[str, A
 @pytest.fixture(scope="session")
 def other_model_dir(tmp_path_factory: pytest.TempPathFactory, corpus: list[dict[str, Any]]) -> Path:
     """A second model (another seed, so another fingerprint) for switch tests."""
-    from model.train import TrainConfig, train
+    from docbits.model.train import TrainConfig, train
 
     hasher = train(
         [doc["text"] for doc in corpus],

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from service.batching import EncodeBatcher
+from docbits.service.batching import EncodeBatcher
 
 
 class CountingEncoder:

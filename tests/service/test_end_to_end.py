@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from service.client import DocbitsClient, DocbitsError
+from docbits.service.client import DocbitsClient, DocbitsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ def free_port() -> int:
 
 def docbits(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "docbits.service.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -44,7 +44,7 @@ READY_WITHIN_S = 120  # a loaded 2-core CI machine, numba kernels loaded or comp
 @contextmanager
 def serving(data_dir: Path, port: int) -> Iterator[DocbitsClient]:
     """Run `docbits serve` until the block ends; yields a client once /readyz is green."""
-    command = [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(data_dir)]
+    command = [sys.executable, "-m", "docbits.service.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--port", str(port), "--autotrain-min-docs", "0", "--train-bits", "16"]
     command += ["--train-epochs", "3", "--log-level", "warning"]
     env = {**os.environ, "DOCBITS_API_KEY": ""}

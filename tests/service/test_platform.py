@@ -11,10 +11,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import build_state, create_app
-from service.client import AsyncDocbitsClient, DocbitsError
-from service.settings import Settings
-from service.state import ServiceState, StartupError
+from docbits.service.app import build_state, create_app
+from docbits.service.client import AsyncDocbitsClient, DocbitsError
+from docbits.service.settings import Settings
+from docbits.service.state import ServiceState, StartupError
 from tests.service.conftest import open_client, settings_for, wait_ready
 
 DOC = {"documents": [{"id": "a", "text": "orbit shuttle"}]}

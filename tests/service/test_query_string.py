@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
-from service.query_string import parse_query_string
+from docbits.service.query_string import parse_query_string
 
 # Separators, escapes (valid, truncated, lower/upper hex, encoded UTF-8 and broken UTF-8),
 # plus signs and plain characters, so keys, values and their decoding all vary.

@@ -160,7 +160,7 @@ def test_bodies_follow_the_documented_schemas_exactly(
     indexed: TestClient, corpus: list[dict[str, Any]]
 ) -> None:
     """The handlers serialise plain dicts; each must be what the response model would write."""
-    from service.schemas import BatchSearchResponse, SearchResponse
+    from docbits.service.schemas import BatchSearchResponse, SearchResponse
 
     query = {"q": corpus[2]["text"], "radius": 2, "limit": 5}
     bodies = [

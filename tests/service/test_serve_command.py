@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import build_parser
-from service.commands.serve import settings_from_args
+from docbits.service.cli import build_parser
+from docbits.service.commands.serve import settings_from_args
 
 
 def test_flags_override_environment_and_environment_overrides_defaults(
