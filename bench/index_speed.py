@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from docbits.index.codes import codes_to_words  # noqa: E402
 from docbits.index.hash_index import BatchHits, HashIndex  # noqa: E402
-from docbits.index.sqlite_store import SQLiteStore  # noqa: E402
 from docbits.index.store import StoredDocument  # noqa: E402
+from docbits.index.store.sqlite import SQLiteStore  # noqa: E402
 
 LOAD = os.getloadavg()  # at start-up, for the page
 CHECKED = 50  # batch answers compared with the oracle (the first CHECKED queries)

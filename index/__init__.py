@@ -8,7 +8,6 @@ drop_stale_caches(Path(__file__).parent)  # before any kernel loads its cache
 
 from docbits.index.codes import code_to_hex, hex_to_code  # noqa: E402
 from docbits.index.hash_index import BatchHits, HashIndex, Hit  # noqa: E402
-from docbits.index.sqlite_store import SQLiteStore  # noqa: E402
 from docbits.index.store import (  # noqa: E402
     DocumentStore,
     DuplicateIdError,
@@ -17,6 +16,7 @@ from docbits.index.store import (  # noqa: E402
     StoreError,
     StoreUnavailableError,
 )
+from docbits.index.store.sqlite import SQLiteStore  # noqa: E402
 
 __all__ = [
     "BatchHits",

@@ -17,8 +17,8 @@ import numpy as np
 
 from docbits.index.codes import code_to_hex
 from docbits.index.hash_index import HashIndex
-from docbits.index.sqlite_store import SQLiteStore
 from docbits.index.store import ACTIVE_MODEL_SETTING, StoredDocument, StoreUnavailableError
+from docbits.index.store.sqlite import SQLiteStore
 from docbits.service.batching import EncodeBatcher
 from docbits.service.errors import ApiError
 from docbits.service.metrics import ServiceMetrics

@@ -63,7 +63,7 @@ def train_worker(
         events.put({"event": "epoch", **info})
 
     try:
-        from docbits.index.sqlite_store import SQLiteStore
+        from docbits.index.store.sqlite import SQLiteStore
         from docbits.model.train import TrainConfig, train
 
         store = SQLiteStore(Path(store_path))

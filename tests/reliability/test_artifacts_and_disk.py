@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from docbits.index.sqlite_store import SQLiteStore
+from docbits.index.store.sqlite import SQLiteStore
 from tests.reliability.conftest import (
     ROOT,
     Server,

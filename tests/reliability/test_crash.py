@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from docbits.index.sqlite_store import SQLiteStore
 from docbits.index.store import ACTIVE_MODEL_SETTING
+from docbits.index.store.sqlite import SQLiteStore
 from tests.reliability.conftest import (
     Server,
     serving,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from docbits.index.store import (
+from docbits.index.store.base import (
     ACTIVE_MODEL_SETTING,
     DocumentStore,
     DuplicateIdError,

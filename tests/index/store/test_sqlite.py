@@ -20,7 +20,7 @@ from docbits.index import (
     StoreError,
     StoreUnavailableError,
 )
-from docbits.index.sqlite_store import SCHEMA_VERSION, migrate
+from docbits.index.store.sqlite import SCHEMA_VERSION, migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 FP = "f" * 64
