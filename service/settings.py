@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     read_api_key: SecretStr | None = Field(None, description="Optional: guards reads too.")
     allow_open: bool = Field(False, description="Listen beyond loopback with no API key.")
     autotrain_min_docs: int = Field(1000, ge=0, description="0 disables automatic training.")
+    retrain_growth: float = Field(
+        2.0,
+        description="Retrain once the stored documents reach this multiple of those the active "
+        "model was trained on; 0 never.",
+    )
     train_bits: int = 64
     train_variant: str | None = Field(None, description="None keeps the trainer's default.")
     train_epochs: int = Field(30, ge=1)

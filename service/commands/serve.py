@@ -24,6 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--read-api-key", help="read key (prefer DOCBITS_READ_API_KEY)")
     p.add_argument("--autotrain-min-docs", type=int, help="train by itself at this many docs")
+    p.add_argument(
+        "--retrain-growth",
+        type=float,
+        help="retrain at this multiple of the documents the model learned from (0: never)",
+    )
     p.add_argument("--train-bits", type=int, help="code length of models trained by the service")
     p.add_argument("--train-epochs", type=int, help="epochs of models trained by the service")
     p.add_argument("--train-variant", help="autoencoder variant trained by the service")
