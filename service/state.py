@@ -17,7 +17,12 @@ import numpy as np
 
 from docbits.index.codes import code_to_hex
 from docbits.index.hash_index import HashIndex
-from docbits.index.store import ACTIVE_MODEL_SETTING, StoredDocument, StoreUnavailableError
+from docbits.index.store import (
+    ACTIVE_MODEL_SETTING,
+    StoredDocument,
+    StoreUnavailableError,
+    open_store,
+)
 from docbits.index.store.sqlite import SQLiteStore
 from docbits.service.batching import EncodeBatcher
 from docbits.service.errors import ApiError
@@ -139,7 +144,8 @@ class ServiceState:
         """
         try:
             self.settings.models_dir.mkdir(parents=True, exist_ok=True)
-            self.store = SQLiteStore(self.settings.store_path)
+            url = self.settings.store_url
+            self.store = open_store(url and url.get_secret_value(), self.settings.data_dir)
         except (StoreUnavailableError, OSError) as exc:
             self.load_error = self._unopenable_store_reason(exc)
             log.error("%s", self.load_error)
@@ -349,7 +355,7 @@ class ServiceState:
         """Delete from the store and the index together; returns the ids that existed."""
         store = self.require_ready()
         with self._write_lock:
-            deleted = store.delete(list(ids))
+            deleted = store.delete(list(ids)).ids
             active = self.active
             if active is not None and deleted:
                 active.index.remove(deleted)
