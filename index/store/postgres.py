@@ -1,12 +1,14 @@
 """`PostgresStore`: the shared `DocumentStore` over PostgreSQL (psycopg 3, a connection pool).
 
 Any number of docbits processes, on any machines, share one database. Every write is one
-transaction. The change feed's numbers come from the one row of `feed`: a write first changes its
-documents, then increments `feed.last_seq`, which row-locks it until the transaction ends. The next
-writer's increment waits for that commit and reads the committed value, so numbers are dense and
-handed out in commit order, and PostgreSQL releases the lock only once the commit is visible: a
-reader that sees change N sees every change below N. Each write also NOTIFYs `FEED_CHANNEL` with
-its newest number (delivered at commit) so followers can wake up without polling.
+transaction whose first statement row-locks the one row of `feed` (`SELECT ... FOR UPDATE`) and
+holds it to the end: writers take turns, exactly like SQLite's single writer. The change feed's
+numbers continue `feed.last_seq` inside that turn, so they are dense and handed out in commit
+order, and PostgreSQL releases the lock only once the commit is visible: a reader that sees
+change N sees every change below N. A new document's `position` (insertion order) is the number
+of the change that inserted it, so a reloaded index orders rows as a follower that applied the
+feed did. Each write also NOTIFYs `FEED_CHANNEL` with its newest number (delivered at commit) so
+followers can wake up without polling.
 
 Schema migrations are numbered (`schema_migrations`) and applied at start-up under a
 session-level advisory lock, so processes starting together on an empty database apply each
@@ -78,7 +80,7 @@ DOCUMENT_COLUMNS = "id, text, metadata, code, fingerprint, created_at, updated_a
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: documents (insertion order in `position`), settings, the feed, models, jobs
         """CREATE TABLE documents (
-            position BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+            position BIGINT NOT NULL UNIQUE,
             id TEXT PRIMARY KEY,
             text TEXT NOT NULL,
             metadata TEXT NOT NULL DEFAULT '{}',
@@ -233,7 +235,7 @@ class PostgresStore(DocumentStore):
 
     def _write(self, work: Callable[[psycopg.Connection], T]) -> T:
         """Run `work` in one transaction, retried when PostgreSQL rolled it back to break a
-        deadlock (concurrent batches locking the same ids in different orders)."""
+        deadlock."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 with self._pool.connection() as connection, connection.transaction():
@@ -245,6 +247,16 @@ class PostgresStore(DocumentStore):
             except (psycopg.Error, PoolTimeout, PoolClosed) as error:
                 raise self._translate(error) from error
         raise AssertionError("unreachable")
+
+    def _write_in_turn(self, work: Callable[[psycopg.Connection, int], T]) -> T:
+        """A write that changes documents or the model: `work(connection, last_seq)` runs once
+        this transaction holds the feed's row, which it keeps until commit."""
+
+        def in_turn(connection: psycopg.Connection) -> T:
+            row = connection.execute("SELECT last_seq FROM feed FOR UPDATE").fetchone()
+            return work(connection, int(row[0]))
+
+        return self._write(in_turn)
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """One read statement on a pooled connection (autocommit: no transaction is left open)."""
@@ -270,37 +282,33 @@ class PostgresStore(DocumentStore):
         codes = [row.code for row in rows]
         fingerprints = [row.fingerprint for row in rows]
         columns = [ids, [row.text for row in rows], [row.metadata for row in rows], codes]
+        # New documents take the number of their own change as their position.
         insert = (
-            f"INSERT INTO documents ({DOCUMENT_COLUMNS}) "
-            "SELECT d.id, d.text, d.metadata, d.code, d.fingerprint, now_, now_ "
-            f"FROM (SELECT extract(epoch FROM now()) AS now_) t, "
+            f"INSERT INTO documents (position, {DOCUMENT_COLUMNS}) "
+            "SELECT %s + d.ord, d.id, d.text, d.metadata, d.code, d.fingerprint, t.now, t.now "
+            "FROM (SELECT extract(epoch FROM now()) AS now) t, "
             "unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[]) "
             "WITH ORDINALITY AS d(id, text, metadata, code, fingerprint, ord) ORDER BY d.ord"
         )
+        update = (
+            " ON CONFLICT (id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
+            "code = excluded.code, fingerprint = excluded.fingerprint, "
+            "updated_at = excluded.updated_at"
+        )
 
-        def work(connection: psycopg.Connection) -> int:
+        def work(connection: psycopg.Connection, last: int) -> int:
+            if check_model:
+                check_models(rows, _setting(connection, ACTIVE_MODEL_SETTING))
             if insert_only:
                 duplicates = _existing(connection, ids)
                 if duplicates:
                     raise DuplicateIdError(sorted(duplicates))
-                try:
-                    with connection.transaction():  # a racing insert of the same id lands here
-                        connection.execute(insert, [*columns, fingerprints])
-                except psycopg.errors.UniqueViolation:
-                    raise DuplicateIdError(sorted(_existing(connection, ids))) from None
-            else:
-                connection.execute(
-                    insert + " ON CONFLICT (id) DO UPDATE SET text = excluded.text, "
-                    "metadata = excluded.metadata, code = excluded.code, "
-                    "fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
-                    [*columns, fingerprints],
-                )
-            seq = _append_changes(connection, UPSERT, ids, codes, fingerprints)
-            if check_model:
-                check_models(rows, _setting(connection, ACTIVE_MODEL_SETTING))
-            return seq
+            connection.execute(
+                insert + ("" if insert_only else update), [last, *columns, fingerprints]
+            )
+            return _append_changes(connection, last, UPSERT, ids, codes, fingerprints)
 
-        return self._write(work)
+        return self._write_in_turn(work)
 
     def get(self, doc_id: str) -> StoredDocument | None:
         """One document, or None."""
@@ -320,16 +328,18 @@ class PostgresStore(DocumentStore):
         if not unique:
             return Deleted([], self.last_seq())
 
-        def work(connection: psycopg.Connection) -> Deleted:
+        def work(connection: psycopg.Connection, last: int) -> Deleted:
             rows = connection.execute(
                 "DELETE FROM documents WHERE id = ANY(%s::text[]) RETURNING id", [unique]
             ).fetchall()
             existed = {row[0] for row in rows}
             deleted = [doc_id for doc_id in unique if doc_id in existed]
             nothing = [None] * len(deleted)
-            return Deleted(deleted, _append_changes(connection, DELETE, deleted, nothing, nothing))
+            return Deleted(
+                deleted, _append_changes(connection, last, DELETE, deleted, nothing, nothing)
+            )
 
-        return self._write(work)
+        return self._write_in_turn(work)
 
     def count(self) -> int:
         """Number of documents."""
@@ -387,30 +397,29 @@ class PostgresStore(DocumentStore):
         """Store codes for existing documents atomically; unknown ids raise StoreError."""
         updates = code_rows(ids, codes)
 
-        def work(connection: psycopg.Connection) -> int:
-            _write_codes(connection, updates, fingerprint)
-            ids = [doc_id for doc_id, _ in updates]
-            packed = [code for _, code in updates]
-            seq = _append_changes(connection, UPSERT, ids, packed, [fingerprint] * len(ids))
+        def work(connection: psycopg.Connection, last: int) -> int:
             if check_model:
                 active = _setting(connection, ACTIVE_MODEL_SETTING)
                 if active != fingerprint:
                     raise ModelChangedError(fingerprint, active)
-            return seq
+            _write_codes(connection, updates, fingerprint)
+            ids = [doc_id for doc_id, _ in updates]
+            packed = [code for _, code in updates]
+            fingerprints = [fingerprint] * len(ids)
+            return _append_changes(connection, last, UPSERT, ids, packed, fingerprints)
 
-        return self._write(work)
+        return self._write_in_turn(work)
 
     def switch_model(self, fingerprint: str, ids: Sequence[str], codes: np.ndarray) -> int:
         """In one transaction, store these codes and set the active model (one `model` change)."""
         updates = code_rows(ids, codes)
 
-        def work(connection: psycopg.Connection) -> int:
+        def work(connection: psycopg.Connection, last: int) -> int:
             _write_codes(connection, updates, fingerprint)
-            seq = _append_changes(connection, MODEL, [None], [None], [fingerprint])
             _write_setting(connection, ACTIVE_MODEL_SETTING, fingerprint)
-            return seq
+            return _append_changes(connection, last, MODEL, [None], [None], [fingerprint])
 
-        return self._write(work)
+        return self._write_in_turn(work)
 
     # ---- change feed ---------------------------------------------------------------------
     def last_seq(self) -> int:
@@ -433,7 +442,7 @@ class PostgresStore(DocumentStore):
     def compact_feed(self, before_seq: int) -> int:
         """Drop changes below `before_seq` (capped at the newest + 1); returns how many."""
 
-        def work(connection: psycopg.Connection) -> int:
+        def work(connection: psycopg.Connection, last: int) -> int:
             first_seq = connection.execute(
                 "UPDATE feed SET first_seq = LEAST(GREATEST(%s, first_seq), last_seq + 1) "
                 "RETURNING first_seq",
@@ -441,7 +450,7 @@ class PostgresStore(DocumentStore):
             ).fetchone()[0]
             return connection.execute("DELETE FROM changes WHERE seq < %s", [first_seq]).rowcount
 
-        return self._write(work)
+        return self._write_in_turn(work)
 
     def change_listener(self) -> PostgresChangeListener:
         """A listener on `FEED_CHANNEL`, on its own connection (outside the pool)."""
@@ -633,27 +642,27 @@ class PostgresChangeListener(ChangeListener):
 
 def _append_changes(
     connection: psycopg.Connection,
+    last: int,
     kind: str,
     ids: list[str | None],
     codes: list[bytes | None],
     fingerprints: list[str | None],
 ) -> int:
-    """Number the changes after the feed's newest (row-locking `feed` until commit: this is what
-    makes the numbering commit order), store them, notify at commit; returns the new newest."""
+    """Number the changes `last + 1, ...` inside the caller's turn (its transaction holds the
+    feed's row), store them, notify at commit; returns the new newest number."""
     if not ids:
-        return int(connection.execute("SELECT last_seq FROM feed").fetchone()[0])
-    last = connection.execute(
-        "UPDATE feed SET last_seq = last_seq + %s RETURNING last_seq", [len(ids)]
-    ).fetchone()[0]
+        return last
     connection.execute(
         f"INSERT INTO changes ({CHANGE_COLUMNS}) "
         "SELECT %s + c.ord, %s, c.id, c.code, c.fingerprint, extract(epoch FROM now()) "
         "FROM unnest(%s::text[], %s::bytea[], %s::text[]) WITH ORDINALITY AS c(id, code, "
         "fingerprint, ord)",
-        [last - len(ids), kind, ids, codes, fingerprints],
+        [last, kind, ids, codes, fingerprints],
     )
-    connection.execute("SELECT pg_notify(%s, %s)", [FEED_CHANNEL, str(last)])
-    return int(last)
+    newest = last + len(ids)
+    connection.execute("UPDATE feed SET last_seq = %s", [newest])
+    connection.execute("SELECT pg_notify(%s, %s)", [FEED_CHANNEL, str(newest)])
+    return newest
 
 
 def _existing(connection: psycopg.Connection, ids: Sequence[str]) -> set[str]:

@@ -41,14 +41,15 @@ def doc(
 
 
 def stored_codes(store: DocumentStore) -> dict[str, tuple[bytes | None, str | None]]:
-    """Every document's (code, fingerprint), read from the store."""
+    """Every document's (code, fingerprint), read from the store in insertion order."""
     return {
         d.id: (d.code, d.fingerprint) for batch in store.iter_documents(batch_size=7) for d in batch
     }
 
 
 def apply(state: dict[str, tuple[bytes | None, str | None]], changes: list[Change]) -> None:
-    """Apply document changes to an id -> (code, fingerprint) map, in feed order."""
+    """Apply document changes to an id -> (code, fingerprint) map, in feed order (a new id goes
+    last, an updated one keeps its place, as rows do in the index)."""
     for change in changes:
         if change.kind == "upsert":
             state[change.id] = (change.code, change.fingerprint)
@@ -415,7 +416,8 @@ for number in range(rounds):
         print(deleted.seq, len(deleted.ids), flush=True)
     else:
         code = bytes([worker, number % 256])
-        docs = [StoredDocument(i, f"{worker}/{number}", {}, code, "fp") for i in ids]
+        fresh = f"new-{worker}-{number}"  # always new: insertion order is at stake too
+        docs = [StoredDocument(i, f"{worker}/{number}", {}, code, "fp") for i in [*ids, fresh]]
         print(store.upsert(docs), len(docs), flush=True)
 store.close()
 """
@@ -423,7 +425,8 @@ store.close()
 
 def test_concurrent_writer_processes_feed_in_commit_order(backend: Backend, tmp_path: Path) -> None:
     """Writers in three OS processes hit overlapping ids while this process follows the feed:
-    it sees every number once, in order, with no hole, and ends holding exactly the store."""
+    it sees every number once, in order, with no hole, and ends holding exactly the store, in
+    the store's insertion order (so its index ranks ties as a freshly loaded one would)."""
     follower = backend.open()
     applied = 0
     state: dict[str, tuple[bytes | None, str | None]] = {}
@@ -455,6 +458,7 @@ def test_concurrent_writer_processes_feed_in_commit_order(backend: Backend, tmp_
     assert len(set(changing)) == len(changing)  # no two writes end at the same number
     assert applied == follower.last_seq() == max(changing)
     assert state == stored_codes(follower)
+    assert list(state) == [d.id for batch in follower.iter_documents() for d in batch]
     replayed: dict[str, tuple[bytes | None, str | None]] = {}
     apply(replayed, follower.changes_since(0, limit=10**6))
     assert replayed == state
@@ -576,3 +580,26 @@ def test_racing_claims_in_several_processes_elect_one_job(backend: Backend, tmp_
     winner = outputs.index("won\n")
     running = backend.open().running_training_job()
     assert running is not None and running.owner == f"owner-{winner}"
+
+
+INSERTER = """
+from docbits.index.store import DuplicateIdError, StoredDocument
+try:
+    store.upsert([StoredDocument(f"id{i}", sys.argv[4], {}) for i in range(50)], insert_only=True)
+    print("inserted")
+except DuplicateIdError as error:
+    print("duplicate", len(error.ids))
+"""
+
+
+def test_racing_insert_only_writes_of_the_same_ids_let_one_through(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Three processes insert the same new ids at once: one batch lands whole, the others are
+    DuplicateIdError naming every id, and the feed holds that one batch."""
+    outputs = run_together(INSERTER, backend, [[str(w)] for w in range(3)], tmp_path / "go")
+    assert sorted(out.strip() for out in outputs) == ["duplicate 50", "duplicate 50", "inserted"]
+    store = backend.open()
+    winner = str(outputs.index("inserted\n"))
+    assert {d.text for batch in store.iter_documents() for d in batch} == {winner}
+    assert store.last_seq() == 50 and store.storage_errors() == []

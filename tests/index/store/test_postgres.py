@@ -1,5 +1,5 @@
-"""PostgresStore only: migrations under the advisory lock, a failing row inside the server,
-racing inserts, and losing the server while serving (each test's server is started by the tests).
+"""PostgresStore only: migrations under the advisory lock, a failing row inside the server, and
+losing the server while serving (every server here is started by the tests themselves).
 Everything backend-independent is in test_contract.py."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import psycopg
 import pytest
 
 from docbits.index.store import (
-    DuplicateIdError,
     StoredDocument,
     StoreError,
     StoreUnavailableError,
@@ -105,33 +104,6 @@ def test_a_row_failing_inside_the_server_rolls_the_batch_back(database: str) -> 
     assert not isinstance(raised.value, StoreUnavailableError)
     assert store.count() == 1 and store.get("keep").code == b"\x00\x01"
     assert store.last_seq() == 1 and store.storage_errors() == []
-    store.close()
-
-
-INSERTER = """
-from docbits.index.store import DuplicateIdError, StoredDocument
-try:
-    store.upsert([StoredDocument(f"id{i}", sys.argv[4], {}) for i in range(50)], insert_only=True)
-    print("inserted")
-except DuplicateIdError as error:
-    print("duplicate", len(error.ids))
-"""
-
-
-def test_racing_insert_only_writes_of_the_same_ids_let_one_through(
-    database: str, tmp_path: Path
-) -> None:
-    """Three processes insert the same new ids at once: one batch lands whole, the others are
-    DuplicateIdError naming every id, and the feed holds one batch."""
-    backend = Backend("postgres", database, tmp_path)
-    outputs = run_together(INSERTER, backend, [[str(w)] for w in range(3)], tmp_path / "go")
-    assert sorted(out.strip() for out in outputs) == ["duplicate 50", "duplicate 50", "inserted"]
-    store = PostgresStore(database)
-    winner = str(outputs.index("inserted\n"))
-    assert {d.text for batch in store.iter_documents() for d in batch} == {winner}
-    assert store.last_seq() == 50 and store.storage_errors() == []
-    with pytest.raises(DuplicateIdError):
-        store.upsert([doc("id0")], insert_only=True)
     store.close()
 
 
