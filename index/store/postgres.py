@@ -209,12 +209,12 @@ class PostgresStore(DocumentStore):
             raise self._translate(error, "cannot connect to PostgreSQL at {url}") from None
 
     # ---- connections, transactions and errors --------------------------------------------
-    def _translate(
-        self, error: Exception, what: str = "PostgreSQL at {url} is unavailable"
-    ) -> StoreError:
-        """The StoreError (StoreUnavailableError when it may pass) for a driver or pool error;
-        `what` names the URL, password masked."""
-        what = what.format(url=self.masked_url)
+    def _translate(self, error: Exception, what: str | None = None) -> StoreError:
+        """The StoreError (StoreUnavailableError when it may pass) for a driver or pool error.
+        `what` (with `{url}`, shown password masked) says what failed; by default an
+        unavailable server is named and any other error is a plain store error."""
+        plain = what is None
+        what = (what or "PostgreSQL at {url} is unavailable").format(url=self.masked_url)
         if isinstance(error, PoolClosed):
             return StoreError("document store is closed")
         if isinstance(error, PoolTimeout):
@@ -231,7 +231,7 @@ class PostgresStore(DocumentStore):
         )
         if unavailable:
             return StoreUnavailableError(f"{what}: {message}")
-        return StoreError(f"document store error: {message}")
+        return StoreError(f"document store error: {message}" if plain else f"{what}: {message}")
 
     def _write(self, work: Callable[[psycopg.Connection], T]) -> T:
         """Run `work` in one transaction, retried when PostgreSQL rolled it back to break a
@@ -617,9 +617,14 @@ class PostgresChangeListener(ChangeListener):
 
     def wait(self, timeout_s: float) -> bool:
         """True once a change was notified, or after reconnecting (notifications may have been
-        missed meanwhile); False on timeout. StoreUnavailableError while the server is away."""
+        missed meanwhile); False on timeout. StoreUnavailableError when the connection is lost,
+        and after `timeout_s` of waiting when it cannot be made again (so callers back off)."""
         if self._connection is None or self._connection.closed:
-            self._connect()
+            try:
+                self._connect()
+            except StoreUnavailableError:
+                time.sleep(timeout_s)
+                raise
             return True
         try:
             woke = bool(list(self._connection.notifies(timeout=timeout_s, stop_after=1)))

@@ -138,8 +138,12 @@ def test_losing_the_server_while_serving_then_getting_it_back() -> None:
             wait_until(lambda: len(errors) >= 2, 30, "writes to fail")
             with pytest.raises(StoreUnavailableError, match="unavailable"):
                 store.count()
-            with pytest.raises(StoreUnavailableError):
+            with pytest.raises(StoreUnavailableError, match="lost the LISTEN connection"):
                 listener.wait(5)
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError, match="cannot listen"):
+                listener.wait(0.3)  # cannot reconnect yet: raises after the timeout
+            assert time.monotonic() - started >= 0.29
             before_restart = len(acknowledged)
             server.start()
             wait_until(lambda: len(acknowledged) >= before_restart + 20, 60, "writes to resume")
