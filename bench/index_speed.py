@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from docbits.index.codes import codes_to_words  # noqa: E402
-from docbits.index.hash_index import BatchHits, HashIndex  # noqa: E402
+from docbits.index.hash_index import HashIndex  # noqa: E402
 from docbits.index.store import StoredDocument  # noqa: E402
 from docbits.index.store.sqlite import SQLiteStore  # noqa: E402
 
@@ -171,36 +171,20 @@ def numpy_answer(result: tuple) -> Answer:
 
 
 def ours_method(index: HashIndex, kind: str, parameter: int, number_of: dict[str, int]) -> Method:
-    """HashIndex for one query kind; string ids are mapped to numbers outside the timing.
-
-    Batches are timed in the array form (`*_many_arrays`, int rows like FAISS's labels) and,
-    separately, in the list form (one Python (id, distance) tuple per hit).
-    """
+    """HashIndex for one query kind; string ids are mapped to numbers outside the timing."""
 
     def answer(hits: list) -> Answer:
         if kind == "bucket":
             return [(number_of[doc_id], 0) for doc_id in hits]
         return [(number_of[doc_id], dist) for doc_id, dist in hits]
 
-    def batch_answers(result: BatchHits) -> list[Answer]:
-        """The first CHECKED queries' answers (the only ones compared)."""
-        return [
-            [(number_of[doc_id], dist) for doc_id, dist in result.hits(query)]
-            for query in range(min(len(result), CHECKED))
-        ]
-
     if kind == "bucket":
         single = lambda q: index.bucket(q.tobytes())  # noqa: E731
-        batch, lists = index.bucket_many_arrays, index.bucket_many
     elif kind == "ball":
         single = lambda q: index.ball(q.tobytes(), parameter)  # noqa: E731
-        batch = lambda qs: index.ball_many_arrays(qs, parameter)  # noqa: E731
-        lists = lambda qs: index.ball_many(qs, parameter)  # noqa: E731
     else:
         single = lambda q: index.nearest(q.tobytes(), parameter)  # noqa: E731
-        batch = lambda qs: index.nearest_many_arrays(qs, parameter)  # noqa: E731
-        lists = lambda qs: index.nearest_many(qs, parameter)  # noqa: E731
-    return Method("ours HashIndex", single, answer, batch, batch_answers, batch_lists=lists)
+    return Method("ours HashIndex", single, answer)
 
 
 def agrees(answer: Answer, expected: Answer, exact_order: bool) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
 
 # surrogatepass: any Python str (even one holding a lone surrogate, which JSON allows) round-trips.
 ENCODING_ERRORS = "surrogatepass"
@@ -21,8 +20,6 @@ MAX_LOAD = 0.75
 # A bulk build leaves room for ~7 % more ids before the first rehash (4 B per slot).
 BULK_LOAD = 0.7
 OFFSET_LIMIT = np.iinfo(np.uint32).max
-SMALL_LOOKUP = 8  # up to this many rows, scalar indexing beats vectorised gathers
-ASCII_SEPARATOR = 0x80  # never in ASCII text; decodes (as Latin-1) to one character
 
 
 class IdTable:
@@ -35,7 +32,6 @@ class IdTable:
         self._live = 0
         self._used_slots = 0
         self._slots = np.full(_table_size(capacity, MAX_LOAD), EMPTY, dtype=np.int32)
-        self._ascii = True  # every id ever added is ASCII (removed rows keep their bytes)
 
     def __len__(self) -> int:
         return self._live
@@ -57,24 +53,14 @@ class IdTable:
         )
 
     def ids_of(self, rows: Sequence[int] | np.ndarray) -> list[str]:
-        """Ids of many rows, in order.
-
-        When every id held is ASCII, the rows' ids are gathered into one buffer with a byte no
-        ASCII id holds between them, decoded once and split: ~0.05 µs per id against ~0.5 µs
-        for slicing and decoding each one.
-        """
+        """Ids of many rows, in order."""
         offsets = self._offsets
         blob = self._blob
-        if len(rows) <= SMALL_LOOKUP:
-            return [self.id_of(int(row)) for row in rows]
         rows = np.asarray(rows, dtype=np.int64)
-        starts, ends = offsets[rows], offsets[rows + 1]
-        if self._ascii:
-            gathered = _gather(np.frombuffer(blob, dtype=np.uint8), starts, ends, ASCII_SEPARATOR)
-            return gathered.tobytes().decode("latin-1").split(chr(ASCII_SEPARATOR))
+        starts, ends = offsets[rows].tolist(), offsets[rows + 1].tolist()
         return [
-            blob[s:e].decode("utf-8", ENCODING_ERRORS)
-            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+            blob[start:end].decode("utf-8", ENCODING_ERRORS)
+            for start, end in zip(starts, ends, strict=True)
         ]
 
     def find(self, doc_id: str) -> int:
@@ -103,7 +89,6 @@ class IdTable:
             grown[: self._rows + 1] = self._offsets[: self._rows + 1]
             self._offsets = grown
         row = self._rows
-        self._ascii = self._ascii and encoded.isascii()
         self._blob += encoded
         self._offsets[row + 1] = len(self._blob)
         self._rows += 1
@@ -135,7 +120,6 @@ class IdTable:
         if len(ids) and not lengths.all():
             raise ValueError("document ids must be non-empty strings")
         table._blob = bytearray(blob)
-        table._ascii = blob.isascii()
         if len(table._blob) > OFFSET_LIMIT:
             table._offsets = table._offsets.astype(np.int64)
         table._offsets[1 : len(ids) + 1] = np.cumsum(lengths)
@@ -166,24 +150,6 @@ class IdTable:
         self._slots = np.full(size, EMPTY, dtype=np.int32)
         _bulk_place(self._slots, hashes, live_rows)
         self._used_slots = len(live_rows)
-
-
-@njit(cache=True, nogil=True)
-def _gather(blob: np.ndarray, starts: np.ndarray, ends: np.ndarray, separator: int) -> np.ndarray:
-    """blob[starts[i]:ends[i]] for every i, back to back with `separator` between them."""
-    size = max(0, len(starts) - 1)
-    for i in range(len(starts)):
-        size += ends[i] - starts[i]
-    out = np.empty(size, dtype=np.uint8)
-    at = 0
-    for i in range(len(starts)):
-        if i:
-            out[at] = separator
-            at += 1
-        for position in range(starts[i], ends[i]):
-            out[at] = blob[position]
-            at += 1
-    return out
 
 
 def _table_size(count: int, load: float) -> int:

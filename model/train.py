@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from docbits.index.codes import bucket_statistics
+from docbits.index.hamming import distance_matrix
 from docbits.model.autoencoders import (
     VARIANTS,
     SemanticHashingAutoencoder,
@@ -26,7 +28,7 @@ from docbits.model.autoencoders import (
 )
 from docbits.model.featurizer import Featurizer
 from docbits.model.graph import fit_spectral_teacher, sublinear_tfidf, teacher_plan
-from docbits.model.hasher import Hasher, code_statistics
+from docbits.model.hasher import Hasher
 
 VALIDATION_K = 100
 
@@ -145,14 +147,6 @@ def encode_matrix(
     return np.concatenate(parts) if parts else np.zeros((0, model.bits), dtype=bool)
 
 
-def hamming_matrix(query_bits: np.ndarray, db_bits: np.ndarray) -> np.ndarray:
-    """Hamming distances (q, n) between bool bit arrays, via two float matmuls."""
-    q = query_bits.astype(np.float32)
-    d = db_bits.astype(np.float32)
-    agreements = q @ d.T + (1 - q) @ (1 - d).T
-    return np.rint(q.shape[1] - agreements).astype(np.int32)
-
-
 def tie_aware_overlap(distances: np.ndarray, relevant: np.ndarray, k: int) -> float:
     """Mean expected fraction of each query's `relevant` top-k inside its Hamming top-k when
     ties at the k-th distance are broken uniformly at random (so equal codes earn no credit)."""
@@ -173,7 +167,9 @@ def label_free_metric(
     k = min(VALIDATION_K, db_bits.shape[0])
     cosine = (val_tfidf @ db_tfidf.T).toarray()
     cosine_top = np.argpartition(-cosine, k - 1, axis=1)[:, :k]
-    return tie_aware_overlap(hamming_matrix(val_bits, db_bits), cosine_top, k)
+    return tie_aware_overlap(
+        distance_matrix(np.packbits(val_bits, axis=1), np.packbits(db_bits, axis=1)), cosine_top, k
+    )
 
 
 def validation_metric(
@@ -392,7 +388,11 @@ def train(
             "epochs_run": len(history),
             "history": history,
         },
-        "codes": code_statistics(np.packbits(train_bits, axis=1), config.bits),
+        "codes": {
+            key: value
+            for key, value in bucket_statistics(np.packbits(train_bits, axis=1)).items()
+            if key != "histogram"
+        },
         "teacher": "none" if targets is None else config.teacher,
         "training_seconds": time.monotonic() - started,
         "versions": library_versions(),

@@ -11,14 +11,14 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from docbits.service.errors import error_response, install_error_handlers
+from docbits.service.errors import StartupError, error_response, install_error_handlers
 from docbits.service.metrics import RequestMetricsMiddleware
 from docbits.service.query_string import warm_up as warm_up_query_string
 from docbits.service.routers import buckets, documents, health, metrics, model, search
 from docbits.service.routers.health import VERSION
 from docbits.service.schemas import ErrorResponse
 from docbits.service.settings import Settings
-from docbits.service.state import ServiceState, StartupError
+from docbits.service.state import ServiceState
 from docbits.service.training import TrainingManager
 
 log = logging.getLogger("docbits.service")
@@ -95,7 +95,8 @@ def build_state(settings: Settings) -> ServiceState:
     """The state with its training manager wired in (nothing opened yet)."""
     state = ServiceState(settings)
     state.trainer = TrainingManager(
-        store_path=settings.store_path,
+        store_url=settings.store_url and settings.store_url.get_secret_value(),
+        data_dir=settings.data_dir,
         models_dir=settings.models_dir,
         default_config={
             key: value

@@ -30,6 +30,10 @@ HTTP_CODE_NAMES = {
 }
 
 
+class StartupError(RuntimeError):
+    """The service cannot start as configured; the message says why and what to do."""
+
+
 class ApiError(Exception):
     """An error the API answers with: HTTP status, a stable code, a human message, details."""
 

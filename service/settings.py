@@ -16,7 +16,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DOCBITS_", extra="ignore", env_ignore_empty=True)
 
-    data_dir: Path = Field(Path("./data"), description="SQLite store and models live here.")
+    data_dir: Path = Field(Path("./data"), description="The SQLite store and the models live here.")
     store_url: SecretStr | None = Field(
         None, description="postgresql://user:password@host:port/db; unset: the SQLite file."
     )
@@ -44,11 +44,6 @@ class Settings(BaseSettings):
         1, ge=1, description="Torch threads for encoding; requests already run in parallel."
     )
     log_level: str = "info"
-
-    @property
-    def store_path(self) -> Path:
-        """The SQLite file holding documents, codes and settings."""
-        return self.data_dir / "docbits.sqlite3"
 
     @property
     def models_dir(self) -> Path:

@@ -28,7 +28,7 @@ from docbits.index.store.base import (
 )
 from docbits.index.store.sqlite import SQLiteStore
 
-SQLITE_FILE_NAME = "docbits.sqlite3"
+SQLITE_FILE = "docbits.sqlite3"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
@@ -40,7 +40,7 @@ def open_store(url: str | None, data_dir: Path) -> DocumentStore:
     StoreUnavailableError; both name the URL with its password masked.
     """
     if not url:
-        return SQLiteStore(Path(data_dir) / SQLITE_FILE_NAME)
+        return SQLiteStore(Path(data_dir) / SQLITE_FILE)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsing the port is what rejects a malformed one
@@ -58,7 +58,7 @@ def open_store(url: str | None, data_dir: Path) -> DocumentStore:
 
 __all__ = [
     "ACTIVE_MODEL_SETTING",
-    "SQLITE_FILE_NAME",
+    "SQLITE_FILE",
     "Change",
     "ChangeListener",
     "Deleted",

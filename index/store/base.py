@@ -281,6 +281,10 @@ class DocumentStore(ABC):
     def get_many(self, ids: Sequence[str]) -> dict[str, StoredDocument]:
         """The documents that exist among `ids`, keyed by id."""
 
+    def get_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of the documents that exist among `ids`, keyed by id."""
+        return {doc_id: doc.metadata for doc_id, doc in self.get_many(ids).items()}
+
     @abstractmethod
     def delete(self, ids: Sequence[str]) -> Deleted:
         """Delete atomically; returns the ids that existed (in the order given) and the position."""

@@ -300,6 +300,13 @@ class SQLiteStore(DocumentStore):
         )
         return {row[0]: stored_document(*row) for row in rows}
 
+    def get_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of the documents that exist among `ids`, keyed by id."""
+        rows = self._in_chunks(
+            "SELECT id, metadata FROM documents WHERE id IN ({marks})", list(set(ids))
+        )
+        return {doc_id: json.loads(metadata) for doc_id, metadata in rows}
+
     def delete(self, ids: Sequence[str]) -> Deleted:
         """Delete atomically; returns the ids that existed, in the order given."""
         unique = list(dict.fromkeys(ids))

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from docbits.index.store import StoreError
     from docbits.service.app import build_state, create_app, refuse_open_exposure
-    from docbits.service.state import StartupError
+    from docbits.service.errors import StartupError
 
     settings = settings_from_args(args)
     logging.basicConfig(

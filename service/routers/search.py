@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from docbits.index.codes import code_to_hex
 from docbits.service.auth import require_read
 from docbits.service.errors import ApiError
+from docbits.service.models import ActiveModel
 from docbits.service.routers import (
     JSONBytesResponse,
     json_bytes,
@@ -29,7 +30,8 @@ from docbits.service.schemas import (
     SearchRequest,
     SearchResponse,
 )
-from docbits.service.state import ActiveModel, Ranked, ServiceState
+from docbits.service.search import Ranked, metadata_keep, rank
+from docbits.service.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read)])
 
@@ -73,6 +75,25 @@ def _hits_bodies(
     return bodies
 
 
+def check_caps(state: ServiceState, options: SearchOptions) -> None:
+    """422 for a radius or limit beyond what the settings allow."""
+    settings = state.settings
+    if options.radius > settings.radius_cap:
+        raise ApiError(
+            422,
+            "radius_too_large",
+            f"radius {options.radius} exceeds the configured cap of {settings.radius_cap}",
+            {"radius_cap": settings.radius_cap},
+        )
+    if options.limit > settings.max_limit:
+        raise ApiError(
+            422,
+            "limit_too_large",
+            f"limit {options.limit} exceeds the configured maximum of {settings.max_limit}",
+            {"max_limit": settings.max_limit},
+        )
+
+
 def _rank_and_render(
     state: ServiceState,
     active: ActiveModel,
@@ -82,9 +103,9 @@ def _rank_and_render(
     codes: np.ndarray,
 ) -> bytes:
     """In the worker thread: rank each query code, fetch the hits, serialise the JSON body."""
-    keep = state.metadata_keep(wanted)
+    keep = metadata_keep(state.require_ready(), wanted)
     ranked = [
-        state.rank(
+        rank(
             active,
             bytes(code),
             radius=options.radius,
@@ -95,6 +116,8 @@ def _rank_and_render(
         )
         for code in codes
     ]
+    for result in ranked:
+        state.metrics.candidates.observe(result.candidates)
     bodies = _hits_bodies(state, active, ranked, options.include_text)
     return json_bytes({"results": bodies} if batch else bodies[0])
 
@@ -119,6 +142,7 @@ async def _search_texts(
                 f"query {position} has no words (empty, whitespace only, or NUL characters)",
                 {"position": position},
             )
+    check_caps(state, options)
     active = state.require_model()
     finish = partial(_rank_and_render, state, active, options, wanted, batch)
     return JSONBytesResponse(await state.search_queries(active, texts, finish))
@@ -191,6 +215,7 @@ async def similar(
 ) -> Response:
     """Search with the stored document's own code, leaving the document itself out."""
     state = service_state(request)
+    check_caps(state, options)
     active = state.require_model()
     return JSONBytesResponse(await run_in_threadpool(_similar_body, state, active, doc_id, options))
 
@@ -202,13 +227,14 @@ def _similar_body(
     code = active.index.code_of(doc_id)
     if code is None:
         raise ApiError(404, "not_found", f"no indexed document with id {doc_id!r}", {"id": doc_id})
-    ranked = state.rank(
+    ranked = rank(
         active,
         code,
         radius=options.radius,
         limit=options.limit,
         offset=options.offset,
         nearest=options.nearest,
-        keep=state.metadata_keep(None, exclude=doc_id),
+        keep=metadata_keep(state.require_ready(), None, exclude=doc_id),
     )
+    state.metrics.candidates.observe(ranked.candidates)
     return json_bytes(_hits_bodies(state, active, [ranked], options.include_text)[0])

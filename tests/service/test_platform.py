@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 
 from docbits.service.app import build_state, create_app
 from docbits.service.client import AsyncDocbitsClient, DocbitsError
+from docbits.service.errors import StartupError
 from docbits.service.settings import Settings
-from docbits.service.state import ServiceState, StartupError
+from docbits.service.state import ServiceState
 from tests.service.conftest import open_client, settings_for, wait_ready
 
 DOC = {"documents": [{"id": "a", "text": "orbit shuttle"}]}

@@ -70,6 +70,7 @@ def test_round_trip_and_insertion_order(store: DocumentStore) -> None:
     assert store.get("b").metadata == {"lang": "en"}
     assert store.get("zzz") is None
     assert set(store.get_many(["a", "c", "zzz"])) == {"a", "c"}
+    assert store.get_metadata(["b", "c", "zzz", "b"]) == {"b": {"lang": "en"}, "c": {}}
     assert store.existing_ids(["a", "zzz", "c"]) == {"a", "c"}
     assert [d.id for batch in store.iter_documents(batch_size=2) for d in batch] == ["b", "a", "c"]
     assert store.ids_without_code(FP) == ["c"]
