@@ -573,11 +573,14 @@ def check_models(rows: Sequence[DocumentRow], active: str | None) -> None:
 
 
 def check_setting(key: str, value: str) -> None:
-    """ValueError unless a setting is a pair of strings without NUL characters."""
+    """ValueError unless `set_setting` may store this: strings without NUL characters, and not
+    the active model, which changes only through `switch_model` (so that it reaches the feed)."""
     if not isinstance(key, str) or not isinstance(value, str):
         raise ValueError("settings keys and values must be strings")
     if "\x00" in key or "\x00" in value:
         raise ValueError("settings keys and values must not contain NUL characters")
+    if key == ACTIVE_MODEL_SETTING:
+        raise ValueError("the active model changes only through switch_model")
 
 
 def mask_url(url: str) -> str:

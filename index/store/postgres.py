@@ -470,7 +470,8 @@ class PostgresStore(DocumentStore):
         return rows[0][0] if rows else None
 
     def set_setting(self, key: str, value: str) -> None:
-        """Store a setting durably."""
+        """Store a setting durably (not the active model: see `check_setting`)."""
+        check_setting(key, value)
         self._write(lambda connection: _write_setting(connection, key, value))
 
     # ---- model artifacts -----------------------------------------------------------------
@@ -703,7 +704,6 @@ def _setting(connection: psycopg.Connection, key: str) -> str | None:
 
 
 def _write_setting(connection: psycopg.Connection, key: str, value: str) -> None:
-    check_setting(key, value)
     connection.execute(
         "INSERT INTO settings (key, value) VALUES (%s, %s) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -431,7 +431,8 @@ class SQLiteStore(DocumentStore):
         return rows[0][0] if rows else None
 
     def set_setting(self, key: str, value: str) -> None:
-        """Store a setting durably."""
+        """Store a setting durably (not the active model: see `check_setting`)."""
+        check_setting(key, value)
         with self._transaction() as connection:
             _write_setting(connection, key, value)
 
@@ -615,7 +616,6 @@ def _setting(connection: sqlite3.Connection, key: str) -> str | None:
 
 def _write_setting(connection: sqlite3.Connection, key: str, value: str) -> None:
     """Insert or replace one setting inside the caller's transaction."""
-    check_setting(key, value)
     connection.execute(
         "INSERT INTO settings (key, value) VALUES (?, ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -162,6 +162,8 @@ def test_writes_survive_reopen_and_a_closed_store_refuses(backend: Backend) -> N
     first = backend.open()
     first.upsert([doc("a", 1), doc("b", 2)])
     first.set_setting("colour", "blue")
+    with pytest.raises(ValueError, match="switch_model"):
+        first.set_setting(ACTIVE_MODEL_SETTING, FP)  # it would bypass the feed
     first.close()
     with pytest.raises(StoreError, match="closed"):
         first.count()
