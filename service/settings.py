@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCBITS_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(Path("./data"), description="The SQLite store and the models live here.")
+    store_url: SecretStr | None = Field(
+        None, description="postgresql://user:password@host:port/db; unset: the SQLite file."
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     model_path: Path | None = Field(

@@ -65,7 +65,8 @@ class ServiceState:
         settings = self.settings
         try:
             settings.models_dir.mkdir(parents=True, exist_ok=True)
-            self.store = open_store(None, settings.data_dir)
+            url = settings.store_url
+            self.store = open_store(url and url.get_secret_value(), settings.data_dir)
         except (StoreUnavailableError, OSError) as exc:
             self.load_error = self._unopenable_store_reason(exc)
             log.error("%s", self.load_error)
