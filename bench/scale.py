@@ -168,7 +168,8 @@ def main() -> int:
         per_doc_beyond = (full["search_rss"] - empty["search_rss"]) / args.docs
         rows.append(
             f"| {backend} | {full['documents']:,} | {fill_s:.0f} | {full['ready_s']:.1f} "
-            f"| {empty['search_rss'] / 2**20:.0f} | {full['search_rss'] / 2**20:.0f} "
+            f"| {empty['search_rss'] / 2**20:.0f} | {full['ready_rss'] / 2**20:.0f} "
+            f"| {full['search_rss'] / 2**20:.0f} "
             f"| {per_doc_all:.0f} | {per_doc_beyond:.0f} |"
         )
         print(rows[-1], flush=True)
@@ -177,8 +178,8 @@ def main() -> int:
             f"Command: `python bench/scale.py {' '.join(sys.argv[1:])}`",
             "",
             "| backend | documents | fill s | cold start to ready s | empty process MiB "
-            "| serving MiB | B/doc in all | B/doc beyond the empty process |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| ready MiB | after searches MiB | B/doc in all | B/doc beyond the empty process |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             *rows,
         ]
     )
