@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from docbits.index.hamming import distance_matrix
+
 FORM_DTYPE = np.int8
 FORM_LEVELS = 127
 DEFAULT_OVERSAMPLE = 4
@@ -74,9 +76,7 @@ def rescore(
 def hamming_candidates(query_code: np.ndarray, db_codes: np.ndarray, count: int) -> np.ndarray:
     """Indices of the `count` database codes nearest to one packed query code, by Hamming
     distance with ties in database order (the candidates `rescore` re-ranks)."""
-    distances = np.bitwise_count(np.bitwise_xor(db_codes, query_code[None, :])).sum(
-        axis=1, dtype=np.int32
-    )
+    distances = distance_matrix(np.asarray(query_code, dtype=np.uint8)[None, :], db_codes)[0]
     count = min(count, len(distances))
     if count == 0:
         return np.empty(0, dtype=np.int64)

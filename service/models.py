@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,16 @@ class ActiveModel:
     @property
     def bits(self) -> int:
         return self.hasher.bits
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Codes and rescoring forms of query texts side by side, (n, bits/8 + bits) uint8:
+        split them with `split_query`."""
+        codes, forms = self.hasher.encode_with_forms(texts)
+        return np.hstack([codes, forms.view(np.uint8)])
+
+    def split_query(self, row: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """(code, int8 form) of one row of `encode_queries`."""
+        return row[: self.bits // 8].tobytes(), row[self.bits // 8 :].view(np.int8)
 
 
 def load_hasher(path: Path, torch_threads: int | None = None) -> Hasher:
@@ -99,14 +110,14 @@ def stored_active_model(
 def switch_to(store: DocumentStore, hasher: Hasher, encode_batch_size: int) -> ActiveModel:
     """Encode the documents that lack `hasher`'s code, make it the store's active model and
     build its index. The caller holds the write lock, so no write lands in between."""
-    missing = store.ids_without_code(hasher.fingerprint)
-    ids, codes = encode_ids(store, hasher, missing, encode_batch_size)
+    missing = store.ids_without_code(hasher.fingerprint, form=True)
+    ids, codes, forms = encode_ids(store, hasher, missing, encode_batch_size)
     if store.get_setting(ACTIVE_MODEL_SETTING) != hasher.fingerprint:
         log.info("switching to model %s: %d re-encoded", hasher.fingerprint[:12], len(ids))
-        store.switch_model(hasher.fingerprint, ids, codes)
+        store.switch_model(hasher.fingerprint, ids, codes, forms)
     elif ids:
-        log.info("encoding %d documents that had no current code", len(ids))
-        store.set_codes(ids, codes, hasher.fingerprint)
+        log.info("encoding %d documents that had no current code or form", len(ids))
+        store.set_codes(ids, codes, hasher.fingerprint, forms=forms)
     index = store.load_index(hasher.fingerprint, hasher.bits)
     # An index bulk-built from zero codes cannot grow yet; start empty ones fresh.
     return ActiveModel(hasher, index if len(index) else HashIndex(hasher.bits))
@@ -114,13 +125,17 @@ def switch_to(store: DocumentStore, hasher: Hasher, encode_batch_size: int) -> A
 
 def encode_ids(
     store: DocumentStore, hasher: Hasher, ids: list[str], batch_size: int
-) -> tuple[list[str], np.ndarray]:
-    """Codes of the stored documents among `ids`, read and encoded `batch_size` at a time."""
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids, codes, rescoring forms) of the stored documents among `ids`, read and encoded
+    `batch_size` at a time."""
     done_ids: list[str] = []
-    chunks: list[np.ndarray] = [np.zeros((0, hasher.bits // 8), dtype=np.uint8)]
+    codes = [np.zeros((0, hasher.bits // 8), dtype=np.uint8)]
+    forms = [np.zeros((0, hasher.bits), dtype=np.int8)]
     for start in range(0, len(ids), batch_size):
         found = store.get_many(ids[start : start + batch_size])
         batch = [found[doc_id] for doc_id in ids[start : start + batch_size] if doc_id in found]
-        chunks.append(hasher.encode([doc.text for doc in batch]))
+        batch_codes, batch_forms = hasher.encode_with_forms([doc.text for doc in batch])
+        codes.append(batch_codes)
+        forms.append(batch_forms)
         done_ids.extend(doc.id for doc in batch)
-    return done_ids, np.concatenate(chunks)
+    return done_ids, np.concatenate(codes), np.concatenate(forms)

@@ -35,11 +35,11 @@ def ingest(
     store = state.require_ready()
     texts = [doc.text for doc in docs]
     active = state.active
-    codes = active.hasher.encode(texts) if active else None
+    codes, forms = active.hasher.encode_with_forms(texts) if active else (None, None)
     with state.write_lock:
         if state.active is not active:
             active = state.active
-            codes = active.hasher.encode(texts) if active else None
+            codes, forms = active.hasher.encode_with_forms(texts) if active else (None, None)
         fingerprint = active.fingerprint if active else None
         store.upsert(
             [
@@ -49,6 +49,7 @@ def ingest(
                     metadata=doc.metadata,
                     code=bytes(codes[row]) if codes is not None else None,
                     fingerprint=fingerprint,
+                    form=forms[row].tobytes() if forms is not None else None,
                 )
                 for row, doc in enumerate(docs)
             ],
