@@ -1,10 +1,11 @@
 """Search: one query code to a page of ranked hits, rescoring, and the metadata filter.
 
-A `nearest` search with the query's rescoring form takes `RESCORE_OVERSAMPLE` times the page's
-candidates from the codes and re-ranks them by their stored forms (`docbits.model.rescore`), as
-Qdrant's binary quantization and FAISS's refine step do. The filter and the rescoring read the
-candidates' metadata and forms from the store (nothing per document is kept in memory besides
-the index), so they cost a store read per chunk of candidates.
+A `nearest` search with the query's rescoring form re-ranks the first `RESCORE_OVERSAMPLE` ×
+`limit` candidates of the codes by their stored forms (`docbits.model.rescore`), as Qdrant's
+binary quantization and FAISS's refine step do; candidates past that window follow in Hamming
+order, like Elasticsearch's rescore window, so pages of one `limit` never overlap. The filter
+and the rescoring read the candidates' metadata and forms from the store (nothing per document
+is kept in memory besides the index), so they cost a store read per chunk of candidates.
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ def rank(
 ) -> Ranked:
     """Collect candidates for one code (bucket, ball or nearest) and cut out the page; a
     nearest search given the query's `form` (and the `store` holding the documents' forms) is
-    rescored."""
+    rescored within its window."""
     index = active.index
     wanted = offset + limit
     if nearest and form is not None and store is not None:
-        found = index.nearest(code, RESCORE_OVERSAMPLE * wanted, keep=keep)
-        ranked = rescored(active, store, form, found)[:wanted]
+        window = RESCORE_OVERSAMPLE * limit
+        found = index.nearest(code, max(window, wanted), keep=keep)
+        ranked = rescored(active, store, form, found[:window]) + [
+            (doc_id, distance, None) for doc_id, distance in found[window:wanted]
+        ]
     else:
         if nearest:
             found = index.nearest(code, wanted, keep=keep)

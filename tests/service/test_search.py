@@ -56,7 +56,19 @@ def test_ball_is_ranked_by_distance_and_matches_brute_force(
 def test_nearest_returns_limit_hits_and_pages_with_offset(
     indexed: TestClient, corpus: list[dict[str, Any]]
 ) -> None:
-    params = {"q": corpus[1]["text"], "nearest": True, "limit": 30}
+    """Hamming order pages with any limit; rescored pages of one limit never overlap and keep
+    their scores in order across the rescoring window (4 x limit)."""
+    rescored = {"q": corpus[1]["text"], "nearest": True, "limit": 10}
+    pages = [
+        indexed.get("/v1/search", params={**rescored, "offset": offset}).json()["hits"]
+        for offset in (0, 10, 20, 30, 40)
+    ]
+    ids = [hit["id"] for page in pages for hit in page]
+    assert len(ids) == len(set(ids)) == 50
+    scores = [hit["form_score"] for page in pages[:4] for hit in page]
+    assert scores == sorted(scores, reverse=True)
+    assert all(hit["form_score"] is None for hit in pages[4])
+    params = {"q": corpus[1]["text"], "nearest": True, "limit": 30, "rescore": False}
     first = indexed.get("/v1/search", params=params).json()["hits"]
     assert len(first) == 30
     page = indexed.get("/v1/search", params={**params, "limit": 10, "offset": 10}).json()["hits"]
@@ -79,7 +91,7 @@ def test_nearest_is_rescored_by_the_stored_forms_unless_asked_not_to(
     hasher, store = state.active.hasher, state.store
     query = corpus[7]["text"] + " " + corpus[130]["text"]
     body = indexed.get("/v1/search", params={"q": query, "nearest": True, "limit": 5}).json()
-    assert body["candidates"] == 20
+    assert body["candidates"] == 20  # the rescoring window, 4 x limit
     scores = [hit["form_score"] for hit in body["hits"]]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
     _, query_forms = hasher.encode_with_forms([query])
