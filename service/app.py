@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from docbits.service.errors import StartupError, install_error_handlers
 from docbits.service.metrics import RequestMetricsMiddleware
@@ -18,7 +19,7 @@ from docbits.service.request_rules import (
     check_query_string,
     query_parameter_table,
 )
-from docbits.service.routers import buckets, documents, health, metrics, model, search
+from docbits.service.routers import buckets, docs, documents, health, metrics, model, search
 from docbits.service.routers.health import VERSION
 from docbits.service.schemas import ErrorResponse
 from docbits.service.settings import Settings
@@ -98,7 +99,12 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
             loader.join(timeout=30)
             state.close()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI that also serves the Swagger UI and ReDoc assets its package ships
+    # (at docs.ASSETS_URL); the docs router's pages use them, not a CDN.
+    app = FastAPIOffline(
+        docs_url=None,
+        redoc_url=None,
+        static_url=docs.ASSETS_URL,
         title="docbits",
         version=VERSION,
         summary="Semantic hashing: documents to short binary codes, codes to hash buckets.",
@@ -109,7 +115,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.state.settings = settings
     app.state.service = state
     install_error_handlers(app)
-    for router in (search, documents, buckets, model, health, metrics):  # /similar before /{id}
+    # The search router comes before documents: /v1/documents/{id}/similar before /{id}.
+    for router in (search, documents, buckets, model, health, metrics, docs):
         app.include_router(router.router)
     app.router.routes[:0] = search.HOT_ROUTES
     app.add_middleware(RequestBodyMiddleware, limit=settings.max_request_bytes)
