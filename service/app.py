@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from docbits.service.errors import StartupError, install_error_handlers
@@ -19,7 +20,7 @@ from docbits.service.request_rules import (
     check_query_string,
     query_parameter_table,
 )
-from docbits.service.routers import buckets, docs, documents, health, metrics, model, search
+from docbits.service.routers import buckets, docs, documents, health, metrics, model, page, search
 from docbits.service.routers.health import VERSION
 from docbits.service.schemas import ErrorResponse
 from docbits.service.settings import Settings
@@ -116,8 +117,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.state.service = state
     install_error_handlers(app)
     # The search router comes before documents: /v1/documents/{id}/similar before /{id}.
-    for router in (search, documents, buckets, model, health, metrics, docs):
+    for router in (search, documents, buckets, model, health, metrics, page, docs):
         app.include_router(router.router)
+    app.mount("/web", StaticFiles(directory=page.WEB_DIR), name="web")
     app.router.routes[:0] = search.HOT_ROUTES
     app.add_middleware(RequestBodyMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)

@@ -88,6 +88,9 @@ def test_wheel_holds_only_the_docbits_namespace(tmp_path: Path) -> None:
     assert top_level == {"docbits"}, top_level
     assert "docbits/service/app.py" in names
     assert "docbits/index/__init__.py" in names
+    page_files = {f"docbits/service/web/{path.name}" for path in (ROOT / "service/web").iterdir()}
+    assert {"docbits/service/web/index.html", "docbits/service/web/app.js"} <= page_files
+    assert page_files <= set(names), page_files - set(names)
 
 
 def test_image_receives_every_package() -> None:
@@ -97,6 +100,16 @@ def test_image_receives_every_package() -> None:
     for folder in sorted(folders):
         assert f"COPY {folder} ./{folder}\n" in dockerfile, folder
         assert f"!{folder}/" in dockerignore, folder
+
+
+def test_ci_installs_the_browser_the_page_tests_drive() -> None:
+    from tests.browser import CHROMIUM
+
+    ci = read(".ci/run")
+    install = ci.index("apt-get install -y -qq chromium")
+    assert f"[ ! -x {CHROMIUM} ]" in ci and install < ci.index("\nmake test")
+    dev = pyproject()["project"]["optional-dependencies"]["dev"]
+    assert any(dep.startswith("playwright") for dep in dev)
 
 
 def test_quick_start_is_two_make_targets_and_ci_runs_the_test_one() -> None:

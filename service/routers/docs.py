@@ -32,7 +32,7 @@ def swagger_ui(request: Request) -> HTMLResponse:
         title="docbits API",
         swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
         swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
-        swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
+        swagger_favicon_url="/web/favicon.svg",
         swagger_ui_parameters={"validatorUrl": None},  # no badge from an online validator
     )
     page.headers.update(DOCS_HEADERS)
@@ -46,7 +46,7 @@ def redoc(request: Request) -> HTMLResponse:
         openapi_url=request.app.openapi_url,
         title="docbits API",
         redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
-        redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
+        redoc_favicon_url="/web/favicon.svg",
         with_google_fonts=False,
     )
     page.headers.update(DOCS_HEADERS)
