@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from docbits.service.auth import require_read, require_write
 from docbits.service.errors import ApiError, error_response
 from docbits.service.query_string import strict_query_pairs
 
@@ -62,11 +63,22 @@ def refuse_unknown_query_parameters(
 
 
 async def check_query_string(request: Request) -> None:
-    """App-wide dependency of FastAPI's routes: UTF-8 query string, documented names only."""
+    """App-wide dependency of FastAPI's routes: UTF-8 query string, documented names only.
+
+    App-wide dependencies run before the routes' own, so a route's key check is run here first:
+    a request without the right key gets 401, as it would for any other invalid request.
+    """
     route = request.scope.get("route")
     names = [name for name, _ in strict_query_pairs(request.scope["query_string"])]
-    if route is not None and names:
+    if route is None or not names:
+        return
+    try:
         refuse_unknown_query_parameters(request.app, request.method, route.path_format, names)
+    except ApiError:
+        for dependency in route.dependant.dependencies:
+            if dependency.call in (require_read, require_write):
+                await dependency.call(request)
+        raise
 
 
 def json_position(document: str, position: int) -> tuple[int, int]:

@@ -185,3 +185,20 @@ def test_the_served_process_refuses_the_same_mistakes(server: Server, tmp_path: 
         error_of(client.post("/v1/search", content=b'{"q": "x"'), 415, "unsupported_media_type")
         error_of(client.post("/v1/search", content=b'{"q": "x"', headers=JSON), 400, "invalid_json")
         error_of(client.get("/no/such/route"), 404, "not_found")
+
+
+def test_a_missing_key_is_401_before_any_unknown_parameter(tmp_path: Path) -> None:
+    from tests.service.conftest import open_client
+
+    client = open_client(tmp_path, api_key="write-secret", read_api_key="read-secret")
+    try:
+        for method, path in [
+            ("GET", "/v1/info?verbose=1"),
+            ("GET", "/v1/search?q=x&radios=2"),
+            ("DELETE", "/v1/documents/a?force=1"),
+        ]:
+            error_of(client.request(method, path), 401, "unauthorized")
+            keyed = client.request(method, path, headers={"X-API-Key": "write-secret"})
+            error_of(keyed, 422, "unknown_parameter")
+    finally:
+        client.__exit__(None, None, None)
