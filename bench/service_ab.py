@@ -62,6 +62,7 @@ def start(arm: Arm, data_dir: Path, model: Path, port: int, log: Path) -> subpro
     command += ["--", "serve", "--data-dir", str(data_dir), "--port", str(port)]
     command += ["--model", str(model), "--autotrain-min-docs", "0", "--log-level", "warning"]
     env = {key: value for key, value in os.environ.items() if not key.startswith("DOCBITS_")}
+    env["DOCBITS_RETRAIN_GROWTH"] = "0"  # an environment variable: older versions ignore it
     return subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 

@@ -2,8 +2,8 @@
 
 Ids live UTF-8 encoded in one growing byte buffer with an offsets array (row → id, uint32 until
 the buffer passes 4 GiB); an open-addressing table of int32 rows keyed by Python's string hash
-gives id → row. About 10 bytes per id plus the id's own bytes, instead of ~150 for a dict and a
-list of str objects.
+gives id → row. About 10 bytes per id plus the id's own bytes, instead of over a hundred for a
+dict and a list of str objects.
 """
 
 from __future__ import annotations

@@ -125,8 +125,8 @@ def split_validation(n_documents: int, fraction: float, rng: np.random.Generator
 
 
 def build_optimizers(model: SemanticHashingAutoencoder, lr: float) -> list[torch.optim.Optimizer]:
-    """The optimizers stepping every parameter: one fused Adam (4x faster than the default
-    for-loop Adam on this CPU; lazy SparseAdam for the embedding measured slower still)."""
+    """The optimizers stepping every parameter: one fused Adam (faster than the default
+    for-loop Adam on CPUs; lazy SparseAdam for the embedding was slower still)."""
     return [torch.optim.Adam(model.parameters(), lr=lr, fused=True)]
 
 

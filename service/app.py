@@ -49,7 +49,7 @@ def build_state(settings: Settings) -> ServiceState:
     """The state with its training manager wired in (nothing opened yet)."""
     state = ServiceState(settings)
     state.trainer = TrainingManager(
-        store_url=None,
+        store_url=settings.store_url and settings.store_url.get_secret_value(),
         data_dir=settings.data_dir,
         models_dir=settings.models_dir,
         default_config={

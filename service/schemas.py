@@ -308,7 +308,9 @@ class JobOut(BaseModel):
     )
     id: str
     status: JobStatus
-    documents: int
+    documents: int | None = Field(
+        description="Documents the job trains on (null until its worker has read them)."
+    )
     progress: dict[str, Any]
     fingerprint: str | None
     error: str | None

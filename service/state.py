@@ -3,6 +3,7 @@ training manager) and its start-up: open the store, choose the model, load the i
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -64,7 +65,8 @@ class ServiceState:
         settings = self.settings
         try:
             settings.models_dir.mkdir(parents=True, exist_ok=True)
-            self.store = open_store(None, settings.data_dir)
+            url = settings.store_url
+            self.store = open_store(url and url.get_secret_value(), settings.data_dir)
         except (StoreUnavailableError, OSError) as exc:
             self.load_error = self._unopenable_store_reason(exc)
             log.error("%s", self.load_error)
@@ -176,19 +178,44 @@ class ServiceState:
         return active
 
     def maybe_autotrain(self) -> None:
-        """Start the first training job once enough documents are stored and no model exists."""
-        threshold = self.settings.autotrain_min_docs
-        if self.active is not None or threshold <= 0 or self.trainer is None:
+        """Start a training job by itself: the first once `autotrain_min_docs` documents are
+        stored, then again whenever they have grown `retrain_growth` times past the number the
+        active model was trained on (the switch, as always, without downtime)."""
+        if self.trainer is None or self.trainer.running_job() is not None:
             return
-        if self.document_count >= threshold and not self.trainer.has_jobs():
-            log.info("autotrain: %d documents stored, starting training", self.document_count)
-            self.trainer.start(documents=self.document_count)
+        documents = self.document_count
+        active = self.active
+        if active is None:
+            threshold = self.settings.autotrain_min_docs
+            if threshold <= 0 or documents < threshold or self.trainer.has_jobs():
+                return
+            log.info("autotrain: %d documents stored, training the first model", documents)
+        else:
+            growth = self.settings.retrain_growth
+            trained_on = trained_documents(active)
+            if growth <= 0 or trained_on is None or documents < growth * trained_on:
+                return
+            log.info(
+                "autotrain: %d documents stored, %.1f times the %d model %s was trained on",
+                documents,
+                documents / trained_on,
+                trained_on,
+                active.fingerprint[:12],
+            )
+        with contextlib.suppress(ApiError):  # a job started meanwhile: that one will do
+            self.trainer.start()
 
     async def search_queries(
         self, active: ActiveModel, texts: Sequence[str], finish: Callable[[np.ndarray], T]
     ) -> T:
         """`finish(codes)` run in the worker thread right after the batch's shared encode."""
         return await self._query_batcher.run(active.hasher.encode, texts, finish)
+
+
+def trained_documents(active: ActiveModel) -> int | None:
+    """How many documents the active model was trained on (None when its config does not say)."""
+    count = active.hasher.config.get("corpus", {}).get("documents")
+    return count if isinstance(count, int) and count > 0 else None
 
 
 def exempt_from_gc() -> None:

@@ -29,7 +29,7 @@ class TrainingJob:
 
     id: str
     config: dict[str, Any]
-    documents: int
+    documents: int | None = None  # what the worker read from the store, once it has
     status: JobStatus = JobStatus.queued
     progress: dict[str, Any] = field(default_factory=dict)
     fingerprint: str | None = None
@@ -123,7 +123,7 @@ class TrainingManager:
         job = self.latest()
         return job if job and job.status not in (JobStatus.succeeded, JobStatus.failed) else None
 
-    def start(self, documents: int, overrides: dict[str, Any] | None = None) -> TrainingJob:
+    def start(self, overrides: dict[str, Any] | None = None) -> TrainingJob:
         """Spawn the worker; 409 while another job runs."""
         with self._lock:
             running = self.running_job()
@@ -138,7 +138,7 @@ class TrainingManager:
                 **self._default_config,
                 **{k: v for k, v in (overrides or {}).items() if v is not None},
             }
-            job = TrainingJob(id=f"job-{uuid.uuid4().hex[:12]}", config=config, documents=documents)
+            job = TrainingJob(id=f"job-{uuid.uuid4().hex[:12]}", config=config)
             self._jobs[job.id] = job
             events = multiprocessing.get_context("spawn").Queue()
             process = multiprocessing.get_context("spawn").Process(
@@ -155,7 +155,7 @@ class TrainingManager:
             )
             self._monitor.daemon = True
             self._monitor.start()
-            log.info("training job %s started on %d documents: %s", job.id, documents, config)
+            log.info("training job %s started: %s", job.id, config)
             return job
 
     def _follow(
@@ -197,6 +197,7 @@ class TrainingManager:
                 continue
             kind = event.pop("event")
             if kind == "started":
+                job.documents = int(event["documents"])
                 job.status = JobStatus.training
             elif kind == "epoch":
                 job.progress = event

@@ -67,7 +67,7 @@ def delete(state: ServiceState, ids: Iterable[str]) -> list[str]:
     """Delete from the store and the index together; returns the ids that existed."""
     store = state.require_ready()
     with state.write_lock:
-        deleted = store.delete(list(ids))
+        deleted = store.delete(list(ids)).ids
         active = state.active
         if active is not None and deleted:
             active.index.remove(deleted)

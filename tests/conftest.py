@@ -23,3 +23,14 @@ def newsgroups_path() -> Path:
             "DOCBITS_20NEWS to its path."
         )
     return NEWSGROUPS
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the whole session (see tests/postgres_server.py); each
+    test makes its own database with `create_database()`. Fails loudly when PostgreSQL is not
+    installed."""
+    from tests.postgres_server import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
