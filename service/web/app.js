@@ -386,7 +386,8 @@
 
   function jobView(job) {
     const progress = job.progress || {};
-    const parts = [el("p", { class: "job-status" }, "Job ", el("code", {}, job.id), ": ", el("strong", {}, job.status), " on " + job.documents.toLocaleString("en") + " documents")];
+    const documents = typeof job.documents === "number" ? " on " + job.documents.toLocaleString("en") + " documents" : "";
+    const parts = [el("p", { class: "job-status" }, "Job ", el("code", {}, job.id), ": ", el("strong", {}, job.status), documents)];
     if (progress.epochs) {
       const meter = el("progress", { max: progress.epochs, value: progress.epoch || 0, "aria-label": "training progress" });
       const facts = ["epoch " + (progress.epoch || 0) + " of " + progress.epochs];
