@@ -75,7 +75,9 @@ def check_own_buckets(api: httpx.Client, docs: list[Document], fingerprint: str)
 def single(docs: list[Document]) -> None:
     batch = [{"id": d.id, "text": d.text, "metadata": {"group": d.labels[0]}} for d in docs]
     with client(os.environ["API_PORT"]) as api:
-        anonymous = api.post("/v1/documents", json={"documents": batch[:1]}, headers={"Authorization": ""})
+        anonymous = api.post(
+            "/v1/documents", json={"documents": batch[:1]}, headers={"Authorization": ""}
+        )
         assert anonymous.status_code == 401, anonymous.text
         ingested = api.post("/v1/documents", json={"documents": batch})
         assert ingested.status_code == 200, ingested.text
