@@ -246,12 +246,23 @@
       el("div", {}, el("dt", {}, key), el("dd", {}, typeof value === "string" ? value : JSON.stringify(value)))));
   }
 
+  function scores(hit) {
+    const shown = [
+      el("span", { class: "distance", title: "Hamming distance in bits" }, "distance " + hit.distance),
+      el("span", { class: "score", title: "1 - distance / bits" }, "score " + hit.score.toFixed(3)),
+    ];
+    if (hit.form_score !== null && hit.form_score !== undefined) {
+      shown.push(el("span", { class: "score rescored", title: "cosine of the rescoring forms: the order of nearest hits" },
+        "rescored " + hit.form_score.toFixed(3)));
+    }
+    return shown;
+  }
+
   function hitItem(hit, position) {
     return el("li", { class: "hit" },
       el("div", { class: "hit-head" },
         inPageLink(pageHref({ doc: hit.id, bucket: null }), hit.id, { class: "hit-link", "data-position": position }),
-        el("span", { class: "distance", title: "Hamming distance in bits" }, "distance " + hit.distance),
-        el("span", { class: "score", title: "1 - distance / bits" }, "score " + hit.score.toFixed(3))),
+        ...scores(hit)),
       el("p", { class: "snippet" }, hit.snippet === null ? hit.text : hit.snippet),
       metadataList(hit.metadata));
   }
@@ -331,8 +342,7 @@
             el("li", { class: "hit" },
               el("div", { class: "hit-head" },
                 inPageLink(pageHref({ doc: hit.id, bucket: null }), hit.id, { class: "similar-link" }),
-                el("span", { class: "distance" }, "distance " + hit.distance),
-                el("span", { class: "score" }, "score " + hit.score.toFixed(3))),
+                ...scores(hit)),
               el("p", { class: "snippet" }, hit.snippet))))
           : el("p", { class: "muted" }, "No other documents."));
     } catch (problem) {

@@ -112,6 +112,7 @@ def test_search_open_a_hit_follow_similar_and_open_the_bucket(
     first = hits.first.inner_text()
     top = expected["hits"][0]
     assert f"distance {top['distance']}" in first and f"score {top['score']:.3f}" in first
+    assert f"rescored {top['form_score']:.3f}" in first
     assert top["snippet"][:30] in first and "topic" in first
 
     page.locator("#results .hit-link").first.click()
