@@ -188,6 +188,7 @@ def trained_model(corpus: list[Document], epochs: int, bits: int, into: Path) ->
 def start_server(data_dir: Path, model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "docbits.service.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--port", str(port), "--model", str(model), "--autotrain-min-docs", "0"]
+    command += ["--retrain-growth", "0"]
     command += ["--log-level", "warning"]
     env = {key: value for key, value in os.environ.items() if not key.startswith("DOCBITS_")}
     return subprocess.Popen(

@@ -1,12 +1,10 @@
 """An immutable table of (bucket key, row) pairs sorted by key, with a directory over top key bits.
 
-A key's top `d` bits pick its directory cell; the table stores only the top 32 bits (its "tag",
-which includes the cell bits) and the row, 8 bytes per entry. A probe's candidates are the rows in
-its cell with an equal tag.
-Keys are spread codes (a random GF(2)-linear bijection of each word), so cells stay evenly filled
-even when codes are skewed, and a probe's cell and tag are the query's XOR its mask's. The tag
-covers all 64 key bits only when the key's low 32 bits are zero (codes of at most 32 bits);
-otherwise callers confirm candidates against the stored codes.
+A code's bucket key is its image under a fixed random GF(2)-linear bijection of uint64 (for
+codes over 64 bits the second word's image under another one is XORed in, which makes the key a
+hash). Being linear, key(a XOR b) = key(a) XOR key(b), so a probe's key is the query's key XOR
+its flip mask's; being random, it spreads even skewed codes evenly over the directory's cells,
+so a probe reads one directory entry and bisects a cell of a few keys.
 """
 
 from __future__ import annotations
@@ -15,8 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# Longer cells (big buckets of skewed codes) are searched by bisection on their sorted tags.
-LONG_CELL = 32
 _WORD_BITS = 64
 _BYTES_PER_WORD = 8
 _KEY_SEED = 0x5EED_B175
@@ -25,9 +21,9 @@ _KEY_SEED = 0x5EED_B175
 def _spread_tables(seed: int) -> np.ndarray:
     """Byte tables of a random GF(2)-linear bijection of uint64, shape (8, 256).
 
-    Output bit i (0 = most significant) is input bit i XOR a random subset of the less significant
-    input bits: unit-triangular, hence invertible, and a code whose low 32 bits are zero keeps them
-    zero. Every input bit reaches the top (directory) bits, so skewed codes still fill cells evenly.
+    Output bit i (0 = most significant) is input bit i XOR a random subset of the less
+    significant input bits: unit-triangular, hence invertible, and every input bit reaches the
+    top (directory) bits.
     """
     rng = np.random.default_rng(seed)
     below = np.triu(rng.integers(0, 2, size=(_WORD_BITS, _WORD_BITS), dtype=np.uint64), k=1)
@@ -43,12 +39,8 @@ def _spread_tables(seed: int) -> np.ndarray:
     return tables
 
 
-# One linear map per code word: the key of a code is the XOR of its words' images, so
-# key(a XOR b) = key(a) XOR key(b) and a probe's key is the query's key XOR its mask's key.
+# One linear map per code word; a code's key is the XOR of its words' images.
 _TABLES = (_spread_tables(_KEY_SEED), _spread_tables(_KEY_SEED + 1))
-# The same tables as one read-only (2, 8, 256) array, for the compiled probe loop.
-KEY_TABLES = np.stack(_TABLES)
-KEY_TABLES.setflags(write=False)
 _TABLE_INTS = tuple(table.tolist() for table in _TABLES)
 _BYTE_SHIFTS = tuple(np.uint64(_WORD_BITS - 8 * (byte + 1)) for byte in range(_BYTES_PER_WORD))
 
@@ -56,8 +48,8 @@ _BYTE_SHIFTS = tuple(np.uint64(_WORD_BITS - 8 * (byte + 1)) for byte in range(_B
 def bucket_keys(words: np.ndarray) -> np.ndarray:
     """One uint64 key per code from its (n, W) words; equal codes give equal keys.
 
-    The key is GF(2)-linear in the code. With one word it is a bijection of the code (equal keys ⇔
-    equal codes); with two it is a hash, so callers compare the words of candidates.
+    With one word the key is a bijection of the code (equal keys ⇔ equal codes); with two it
+    is a hash, so callers compare the codes of candidates.
     """
     keys = np.zeros(len(words), dtype=np.uint64)
     for w in range(min(words.shape[1], len(_TABLES))):
@@ -67,7 +59,7 @@ def bucket_keys(words: np.ndarray) -> np.ndarray:
 
 
 def bucket_key(words: Sequence[int]) -> int:
-    """`bucket_keys` of one code given as Python ints, without numpy call overhead."""
+    """`bucket_keys` of one code given as Python ints (no numpy call for a single query)."""
     key = 0
     for word, tables in zip(words, _TABLE_INTS, strict=False):
         for byte in range(_BYTES_PER_WORD):
@@ -76,31 +68,20 @@ def bucket_key(words: Sequence[int]) -> int:
 
 
 class BucketTable:
-    """Rows grouped by bucket key; a key's candidates are the rows in its cell with an equal tag."""
+    """Rows grouped by bucket key: sorted keys, their rows, and a directory of cell starts."""
 
     def __init__(self, keys: np.ndarray, rows: np.ndarray) -> None:
         """Build from parallel arrays; rows with equal keys keep their given (ascending) order."""
         order = np.argsort(keys, kind="stable")
-        self._size = len(order)
-        # About four entries per cell: a probe reads a few tags, and the directory costs 1 B/entry.
-        directory_bits = min(32, max(1, self._size.bit_length() - 2))
-        self._shift = np.uint64(64 - directory_bits)
-        sorted_keys = keys[order]
-        self.tags = (sorted_keys >> np.uint64(32)).astype(np.uint32)
-        # Positions (ascending) of the first entry of each run of equal tags that holds more
-        # than one key: rare (two of n keys share their top 32 bits), but then a run's entries
-        # are not all one code.
-        mixed = np.flatnonzero(
-            (self.tags[1:] == self.tags[:-1]) & (sorted_keys[1:] != sorted_keys[:-1])
-        )
-        run_starts = np.flatnonzero(np.r_[True, self.tags[1:] != self.tags[:-1]])
-        first_of_run = run_starts[np.searchsorted(run_starts, mixed + 1, side="right") - 1]
-        self.mixed_runs = np.unique(first_of_run).astype(np.int32)
+        self.keys = np.ascontiguousarray(keys[order], dtype=np.uint64)
         self.rows = np.ascontiguousarray(rows[order], dtype=np.int32)
-        cells = (sorted_keys >> self._shift).astype(np.intp)
+        # About four entries per cell: a probe bisects a few keys after one directory read.
+        directory_bits = min(32, max(1, len(order).bit_length() - 2))
+        self._shift = _WORD_BITS - directory_bits
+        cells = (self.keys >> np.uint64(self._shift)).astype(np.intp)
         counts = np.bincount(cells, minlength=1 << directory_bits)
-        self._directory = np.zeros((1 << directory_bits) + 1, dtype=np.int32)
-        np.cumsum(counts, out=self._directory[1:])
+        self.directory = np.zeros((1 << directory_bits) + 1, dtype=np.int32)
+        np.cumsum(counts, out=self.directory[1:])
 
     @classmethod
     def empty(cls) -> BucketTable:
@@ -108,28 +89,22 @@ class BucketTable:
         return cls(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int32))
 
     def __len__(self) -> int:
-        return self._size
+        return len(self.keys)
 
     @property
     def nbytes(self) -> int:
         """Memory held by the table's arrays."""
-        return self.tags.nbytes + self.rows.nbytes + self._directory.nbytes + self.mixed_runs.nbytes
+        return self.keys.nbytes + self.rows.nbytes + self.directory.nbytes
 
-    def kernel_view(self, want: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-        """The table as `kernels.probe_balls` takes it: (directory, tags, rows, mixed runs, want);
-        an entry counts when `where[row] == want`, or always when `want` is negative."""
-        return (self._directory, self.tags, self.rows, self.mixed_runs, want)
+    def kernel_view(self, want: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """The table as `kernels.probe` takes it: (directory, keys, rows, want); an entry counts
+        when `where[row] == want`, or always when `want` is negative."""
+        return (self.directory, self.keys, self.rows, want)
 
     def lookup_one(self, key: int) -> list[int]:
-        """Rows whose cell and tag equal those of `key` (a Python int), in table order."""
-        cell = key >> int(self._shift)
-        tag = key >> 32
-        start, stop = int(self._directory[cell]), int(self._directory[cell + 1])
-        if stop - start > LONG_CELL:
-            tags = self.tags[start:stop]
-            first = start + int(np.searchsorted(tags, np.uint32(tag), side="left"))
-            last = start + int(np.searchsorted(tags, np.uint32(tag), side="right"))
-            return self.rows[first:last].tolist()
-        tags = self.tags[start:stop].tolist()
-        rows = self.rows[start:stop].tolist()
-        return [row for row, other in zip(rows, tags, strict=True) if other == tag]
+        """Rows whose key is `key` (a Python int), in table order."""
+        cell = key >> self._shift
+        start, stop = int(self.directory[cell]), int(self.directory[cell + 1])
+        first = start + int(np.searchsorted(self.keys[start:stop], np.uint64(key), side="left"))
+        last = start + int(np.searchsorted(self.keys[start:stop], np.uint64(key), side="right"))
+        return self.rows[first:last].tolist()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 MIN_BITS = 8
@@ -90,3 +92,31 @@ def code_to_words(code: bytes, bits: int) -> np.ndarray:
     if len(code) != bits // 8:
         raise ValueError(f"code must be {bits // 8} bytes for a {bits}-bit code, got {len(code)}")
     return codes_to_words(np.frombuffer(bytes(code), dtype=np.uint8)[None, :])[0]
+
+
+def bucket_statistics(codes: np.ndarray) -> dict[str, Any]:
+    """How packed (n, b/8) codes spread over buckets (one per distinct code) and how balanced
+    their bits are: is the hash table usable? `histogram` maps bucket size → bucket count;
+    `entropy_bits` is the entropy of the code distribution, at most `max_entropy_bits`."""
+    codes = np.asarray(codes)
+    if codes.dtype != np.uint8 or codes.ndim != 2:
+        raise ValueError(f"codes must be a uint8 array (n, b/8), got {codes.dtype} {codes.shape}")
+    n = len(codes)
+    sizes = np.unique(codes, axis=0, return_counts=True)[1] if n else np.zeros(0, np.int64)
+    shares = sizes / max(n, 1)
+    bit_means = np.unpackbits(codes, axis=1).mean(axis=0) if n else np.zeros(codes.shape[1] * 8)
+    size_values, bucket_counts = np.unique(sizes, return_counts=True)
+    return {
+        "documents": n,
+        "distinct_codes": len(sizes),
+        "largest_bucket": int(sizes.max(initial=0)),
+        "singleton_buckets": int((sizes == 1).sum()),
+        "mean_bucket_size": float(n / len(sizes)) if n else 0.0,
+        "entropy_bits": float(-(shares * np.log2(shares)).sum()),
+        "max_entropy_bits": float(np.log2(n)) if n else 0.0,
+        "mean_bit_on_rate": float(bit_means.mean()) if n else 0.0,
+        "bit_mean_min": float(bit_means.min(initial=1.0)),
+        "bit_mean_max": float(bit_means.max(initial=0.0)),
+        "constant_bits": int(((bit_means == 0) | (bit_means == 1)).sum()) if n else 0,
+        "histogram": dict(zip(size_values.tolist(), bucket_counts.tolist(), strict=True)),
+    }

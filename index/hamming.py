@@ -1,4 +1,4 @@
-"""Hamming geometry on uint64 words: popcount distances and the flip masks of a Hamming ball."""
+"""Hamming geometry: distances between packed codes, and the flip masks of a Hamming ball."""
 
 from __future__ import annotations
 
@@ -8,36 +8,34 @@ from math import comb
 
 import numpy as np
 
-from docbits.index.codes import WORD_BITS, validate_bits, words_per_code
+from docbits.index.codes import WORD_BITS, codes_to_words, validate_bits, words_per_code
+from docbits.index.kernels import distances
 
-SCAN_CHUNK = 1 << 17
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
-def hamming_distances(words: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Distances (uint8) from one query (W,) to every code of word-major `words` (W, n).
+def distance_matrix(query_codes: np.ndarray, db_codes: np.ndarray) -> np.ndarray:
+    """Hamming distances (nq, ndb) int32 between packed uint8 codes (n, b/8) of equal length.
 
-    Works through cache-sized chunks with one reused scratch buffer instead of allocating
-    (and page-faulting) full-size temporaries.
+    One compiled scan of the database per query (`kernels.distances`, the index's own).
     """
-    num_words, n = words.shape
-    distances = np.empty(n, dtype=np.uint8)
-    scratch = np.empty(min(n, SCAN_CHUNK), dtype=np.uint64)
-    partial = np.empty(min(n, SCAN_CHUNK), dtype=np.uint8) if num_words > 1 else None
-    for start in range(0, n, SCAN_CHUNK):
-        stop = min(start + SCAN_CHUNK, n)
-        size = stop - start
-        np.bitwise_xor(words[0, start:stop], query[0], out=scratch[:size])
-        np.bitwise_count(scratch[:size], out=distances[start:stop])
-        for w in range(1, num_words):
-            np.bitwise_xor(words[w, start:stop], query[w], out=scratch[:size])
-            np.bitwise_count(scratch[:size], out=partial[:size])
-            distances[start:stop] += partial[:size]
-    return distances
-
-
-def pairwise_distances(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Row-wise distances between two (n, W) word arrays of the same shape."""
-    return np.bitwise_count(left ^ right).sum(axis=1, dtype=np.int64)
+    query_codes, db_codes = np.asarray(query_codes), np.asarray(db_codes)
+    for name, codes in (("query_codes", query_codes), ("db_codes", db_codes)):
+        if codes.dtype != np.uint8 or codes.ndim != 2:
+            raise ValueError(
+                f"{name} must be a uint8 array (n, b/8), got {codes.dtype} {codes.shape}"
+            )
+    if query_codes.shape[1] != db_codes.shape[1]:
+        raise ValueError(
+            f"query codes have {8 * query_codes.shape[1]} bits, database codes "
+            f"{8 * db_codes.shape[1]}"
+        )
+    db_words = np.ascontiguousarray(codes_to_words(db_codes).T)
+    query_words = codes_to_words(query_codes)
+    result = np.empty((len(query_words), len(db_codes)), dtype=np.int32)
+    for row, query in enumerate(query_words):
+        result[row] = distances(db_words, query, _NO_ROWS)
+    return result
 
 
 def ball_size(bits: int, radius: int) -> int:

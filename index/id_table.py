@@ -2,16 +2,15 @@
 
 Ids live UTF-8 encoded in one growing byte buffer with an offsets array (row → id, uint32 until
 the buffer passes 4 GiB); an open-addressing table of int32 rows keyed by Python's string hash
-gives id → row. About 10 bytes per id plus the id's own bytes, instead of ~150 for a dict and a
-list of str objects.
+gives id → row. About 10 bytes per id plus the id's own bytes, instead of over a hundred for a
+dict and a list of str objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
-from numba import njit
 
 # surrogatepass: any Python str (even one holding a lone surrogate, which JSON allows) round-trips.
 ENCODING_ERRORS = "surrogatepass"
@@ -21,8 +20,6 @@ MAX_LOAD = 0.75
 # A bulk build leaves room for ~7 % more ids before the first rehash (4 B per slot).
 BULK_LOAD = 0.7
 OFFSET_LIMIT = np.iinfo(np.uint32).max
-SMALL_LOOKUP = 8  # up to this many rows, scalar indexing beats vectorised gathers
-ASCII_SEPARATOR = 0x80  # never in ASCII text; decodes (as Latin-1) to one character
 
 
 class IdTable:
@@ -35,7 +32,6 @@ class IdTable:
         self._live = 0
         self._used_slots = 0
         self._slots = np.full(_table_size(capacity, MAX_LOAD), EMPTY, dtype=np.int32)
-        self._ascii = True  # every id ever added is ASCII (removed rows keep their bytes)
 
     def __len__(self) -> int:
         return self._live
@@ -57,24 +53,14 @@ class IdTable:
         )
 
     def ids_of(self, rows: Sequence[int] | np.ndarray) -> list[str]:
-        """Ids of many rows, in order.
-
-        When every id held is ASCII, the rows' ids are gathered into one buffer with a byte no
-        ASCII id holds between them, decoded once and split: ~0.05 µs per id against ~0.5 µs
-        for slicing and decoding each one.
-        """
+        """Ids of many rows, in order."""
         offsets = self._offsets
         blob = self._blob
-        if len(rows) <= SMALL_LOOKUP:
-            return [self.id_of(int(row)) for row in rows]
         rows = np.asarray(rows, dtype=np.int64)
-        starts, ends = offsets[rows], offsets[rows + 1]
-        if self._ascii:
-            gathered = _gather(np.frombuffer(blob, dtype=np.uint8), starts, ends, ASCII_SEPARATOR)
-            return gathered.tobytes().decode("latin-1").split(chr(ASCII_SEPARATOR))
+        starts, ends = offsets[rows].tolist(), offsets[rows + 1].tolist()
         return [
-            blob[s:e].decode("utf-8", ENCODING_ERRORS)
-            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+            blob[start:end].decode("utf-8", ENCODING_ERRORS)
+            for start, end in zip(starts, ends, strict=True)
         ]
 
     def find(self, doc_id: str) -> int:
@@ -103,7 +89,6 @@ class IdTable:
             grown[: self._rows + 1] = self._offsets[: self._rows + 1]
             self._offsets = grown
         row = self._rows
-        self._ascii = self._ascii and encoded.isascii()
         self._blob += encoded
         self._offsets[row + 1] = len(self._blob)
         self._rows += 1
@@ -129,22 +114,44 @@ class IdTable:
     @classmethod
     def from_ids(cls, ids: Sequence[str]) -> IdTable:
         """Bulk build with rows 0..n-1 in the given order; ValueError on bad or duplicate ids."""
-        table = cls(capacity=len(ids))
-        table._slots = np.full(_table_size(len(ids), BULK_LOAD), EMPTY, dtype=np.int32)
-        blob, lengths = _encode_all(ids)
-        if len(ids) and not lengths.all():
-            raise ValueError("document ids must be non-empty strings")
-        table._blob = bytearray(blob)
-        table._ascii = blob.isascii()
-        if len(table._blob) > OFFSET_LIMIT:
+        return cls.from_id_batches([ids])
+
+    @classmethod
+    def from_id_batches(cls, batches: Iterable[Sequence[str]]) -> IdTable:
+        """`from_ids` of the batches' ids one after the other, holding one batch of id strings
+        at a time (a store of millions of documents is read in batches)."""
+        blob = bytearray()
+        lengths: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+        hashes: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+        for ids in batches:
+            encoded, sizes = _encode_all(ids)
+            if len(ids) and not sizes.all():
+                raise ValueError("document ids must be non-empty strings")
+            blob += encoded
+            lengths.append(sizes)
+            hashes.append(np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids)))
+        all_hashes = np.concatenate(hashes)
+        count = len(all_hashes)
+        table = cls(capacity=count)
+        table._slots = np.full(_table_size(count, BULK_LOAD), EMPTY, dtype=np.int32)
+        table._blob = blob
+        if len(blob) > OFFSET_LIMIT:
             table._offsets = table._offsets.astype(np.int64)
-        table._offsets[1 : len(ids) + 1] = np.cumsum(lengths)
-        table._rows = table._live = table._used_slots = len(ids)
-        hashes = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
-        _bulk_place(table._slots, hashes, np.arange(len(ids), dtype=np.int32))
-        if _has_duplicates(ids, hashes):
+        table._offsets[1 : count + 1] = np.cumsum(np.concatenate(lengths))
+        table._rows = table._live = table._used_slots = count
+        _bulk_place(table._slots, all_hashes, np.arange(count, dtype=np.int32))
+        if table._has_duplicates(all_hashes):
             raise ValueError("ids must be unique")
         return table
+
+    def _has_duplicates(self, hashes: np.ndarray) -> bool:
+        """True when an id occurs twice (only ids whose hashes collide are compared)."""
+        sorted_hashes = np.sort(hashes)
+        repeated = np.unique(sorted_hashes[1:][sorted_hashes[1:] == sorted_hashes[:-1]])
+        if not len(repeated):
+            return False
+        colliding = self.ids_of(np.flatnonzero(np.isin(hashes, repeated)))
+        return len(set(colliding)) != len(colliding)
 
     def _place(self, id_hash: int, row: int) -> None:
         """Put `row` in the first free slot of its probe sequence."""
@@ -166,24 +173,6 @@ class IdTable:
         self._slots = np.full(size, EMPTY, dtype=np.int32)
         _bulk_place(self._slots, hashes, live_rows)
         self._used_slots = len(live_rows)
-
-
-@njit(cache=True, nogil=True)
-def _gather(blob: np.ndarray, starts: np.ndarray, ends: np.ndarray, separator: int) -> np.ndarray:
-    """blob[starts[i]:ends[i]] for every i, back to back with `separator` between them."""
-    size = max(0, len(starts) - 1)
-    for i in range(len(starts)):
-        size += ends[i] - starts[i]
-    out = np.empty(size, dtype=np.uint8)
-    at = 0
-    for i in range(len(starts)):
-        if i:
-            out[at] = separator
-            at += 1
-        for position in range(starts[i], ends[i]):
-            out[at] = blob[position]
-            at += 1
-    return out
 
 
 def _table_size(count: int, load: float) -> int:
@@ -226,13 +215,3 @@ def _bulk_place(slots: np.ndarray, hashes: np.ndarray, rows: np.ndarray) -> None
         placed[free] = slots[targets[free]] == rows[bidders]
         pending = pending[~placed]
         position[pending] = (position[pending] + 1) % size
-
-
-def _has_duplicates(ids: Sequence[str], hashes: np.ndarray) -> bool:
-    """True when an id occurs twice (only ids whose hashes collide are compared)."""
-    sorted_hashes = np.sort(hashes)
-    repeated = np.unique(sorted_hashes[1:][sorted_hashes[1:] == sorted_hashes[:-1]])
-    if not len(repeated):
-        return False
-    colliding = [ids[i] for i in np.flatnonzero(np.isin(hashes, repeated)).tolist()]
-    return len(set(colliding)) != len(colliding)

@@ -72,8 +72,8 @@ class Encoder(nn.Module):
 
     def __init__(self, vocab_size: int, hidden_sizes: Sequence[int], bits: int) -> None:
         """Build the layers; the first is an EmbeddingBag so the input cost scales with the
-        nonzero words. Its gradient stays dense: fused dense Adam measured faster than
-        SparseAdam on 20 Newsgroups batches, where a batch touches much of the vocabulary."""
+        nonzero words. Its gradient stays dense: a batch touches much of the vocabulary, so
+        sparse updates do not pay."""
         super().__init__()
         if not hidden_sizes:
             raise ValueError("the encoder needs at least one hidden layer")

@@ -14,8 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import PCA, TruncatedSVD
 
+from docbits.model.graph import itq_rotation
+
 Features = sp.spmatrix | np.ndarray
-ITQ_ITERATIONS = 50
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,11 @@ def fit_lsa_median(train_tfidf: Features, bits: int, seed: int = 0) -> LinearThr
 def fit_itq(train_tfidf: Features, bits: int, seed: int = 0) -> LinearThresholdEncoder:
     """Iterative quantization (Gong & Lazebnik, 2011): PCA, then the rotation that best fits signs.
 
-    Alternates B = sign(V R) and the orthogonal Procrustes solution R = argmin ||B - V R||.
+    The rotation is `graph.itq_rotation`'s, fitted to the PCA coordinates.
     """
     _check_bits(bits)
     pca = _fit_pca(train_tfidf, bits, seed)
-    projected = pca.transform(train_tfidf)
-    rng = np.random.default_rng(seed)
-    rotation, _ = np.linalg.qr(rng.standard_normal((bits, bits)))
-    for _ in range(ITQ_ITERATIONS):
-        signs = np.where(projected @ rotation >= 0, 1.0, -1.0)
-        left, _, right = np.linalg.svd(projected.T @ signs)
-        rotation = left @ right
+    rotation = itq_rotation(pca.transform(train_tfidf), seed=seed)
     # sign((x - mean) P R) > 0  <=>  x (P R) > mean (P R): one linear projection and thresholds.
     projection = pca.components_.T @ rotation
     return LinearThresholdEncoder(

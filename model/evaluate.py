@@ -20,11 +20,11 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from docbits.index.codes import bucket_statistics
 from docbits.model.corpus import Document, load_corpus
 from docbits.model.errors import CorpusError
 from docbits.model.featurizer import Featurizer
 from docbits.model.metrics import (
-    bucket_occupancy,
     hamming_ball_quality,
     precision_at_k,
     precision_at_k_scores,
@@ -113,7 +113,7 @@ def evaluate_codes(db_codes: np.ndarray, query_codes: np.ndarray, split: EvalSpl
         "n_queries": len(query_codes),
         "precision_at_100": precision_at_k(query_codes, db_codes, *labels, k=K),
         "hamming_ball": {str(radius): values for radius, values in ball.items()},
-        "bucket_occupancy": bucket_occupancy(db_codes),
+        "bucket_occupancy": bucket_statistics(db_codes),
     }
 
 

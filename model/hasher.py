@@ -31,24 +31,6 @@ INPUT_WEIGHTINGS = ("tfidf", "sublinear")
 FAST_PATH_MAX_TEXTS = 256
 
 
-def code_statistics(codes: np.ndarray, bits: int) -> dict[str, Any]:
-    """Bucket occupancy and bit balance of packed codes (n, bits/8): is the hash table usable?"""
-    unpacked = np.unpackbits(codes, axis=1)[:, :bits]
-    _, bucket_sizes = np.unique(codes, axis=0, return_counts=True)
-    shares = bucket_sizes / max(len(codes), 1)
-    bit_means = unpacked.mean(axis=0) if len(codes) else np.zeros(bits)
-    return {
-        "documents": len(codes),
-        "distinct_codes": len(bucket_sizes),
-        "largest_bucket": int(bucket_sizes.max(initial=0)),
-        "mean_bucket_size": float(bucket_sizes.mean()) if len(bucket_sizes) else 0.0,
-        "bucket_entropy_bits": float(-(shares * np.log2(shares)).sum()),
-        "bit_mean_min": float(bit_means.min(initial=1.0)),
-        "bit_mean_max": float(bit_means.max(initial=0.0)),
-        "constant_bits": int(((bit_means == 0) | (bit_means == 1)).sum()),
-    }
-
-
 def architecture_of(model: SemanticHashingAutoencoder) -> dict[str, Any]:
     """The constructor arguments that rebuild `model` (besides vocabulary size and bits)."""
     encoder = model.encoder

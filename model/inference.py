@@ -14,11 +14,11 @@ logit near 0 can then flip its bit. This path computes each row on its own, in a
   is `logit > 0` as in `SemanticHashingAutoencoder.encode_bits`. The same logits, quantised
   (`docbits.model.rescore.quantize`), are the compact form that rescoring ranks candidates by.
 
-It also avoids the fixed cost of scipy, autograd and `nn.Module` calls: ~0.1 ms per query
-against ~0.35 ms through torch's kernels. Its logits equal the module's up to float32 rounding
-(tested); a bit can differ from the module's only where the logit is within rounding of 0.
-Encoders of another structure are not handled: `FastEncoder.build` returns None and the hasher
-keeps the torch path.
+It also avoids the fixed cost of scipy, autograd and `nn.Module` calls, most of a query's
+encode through torch's kernels (the A/B is on docs/results/service.md). Its logits equal the
+module's up to float32 rounding (tested); a bit can differ from the module's only where the
+logit is within rounding of 0. Encoders of another structure are not handled:
+`FastEncoder.build` returns None and the hasher keeps the torch path.
 """
 
 from __future__ import annotations

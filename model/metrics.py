@@ -1,4 +1,4 @@
-"""Retrieval quality of binary codes: precision@k, Hamming-ball lookup quality, bucket occupancy.
+"""Retrieval quality of binary codes: precision@k and Hamming-ball lookup quality.
 
 Codes are uint8 arrays `(n, b/8)` from `np.packbits`. A database document is relevant to a query
 when the two share at least one label. Distances are computed a block of queries at a time so that
@@ -12,17 +12,10 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from docbits.index.hamming import distance_matrix
+
 Labels = Sequence[Sequence[str]]
 BLOCK_ELEMENTS = 1 << 23
-
-
-def hamming_distance_matrix(query_codes: np.ndarray, db_codes: np.ndarray) -> np.ndarray:
-    """All query-to-database Hamming distances as an int32 `(nq, ndb)` matrix."""
-    query_words, db_words = _as_words(query_codes, db_codes)
-    distances = np.empty((len(query_words), len(db_words)), dtype=np.int32)
-    for start, stop in _blocks(len(query_words), len(db_words) * db_words.shape[1]):
-        distances[start:stop] = _word_distances(query_words[start:stop], db_words)
-    return distances
 
 
 def precision_at_k(
@@ -39,15 +32,14 @@ def precision_at_k(
     tie-break is needed. `index_order`: a stable sort by distance, ties broken by database order.
     k is capped at the database size.
     """
-    query_words, db_words = _as_words(query_codes, db_codes)
     query_matrix, db_matrix = _label_matrices(query_labels, db_labels)
-    _check_lengths(query_words, query_matrix, db_words, db_matrix)
+    _check_lengths(query_codes, query_matrix, db_codes, db_matrix)
     totals = np.zeros(2)
-    for start, stop in _blocks(len(query_words), len(db_words) * db_words.shape[1]):
-        distances = _word_distances(query_words[start:stop], db_words)
+    for start, stop in _blocks(len(query_codes), len(db_codes)):
+        distances = distance_matrix(query_codes[start:stop], db_codes)
         relevant = _relevance(query_matrix[start:stop], db_matrix)
         totals += _ranked_precision_sums(distances, relevant, k)
-    return _precision_dict(totals, len(query_words))
+    return _precision_dict(totals, len(query_codes))
 
 
 def precision_at_k_scores(
@@ -125,15 +117,14 @@ def hamming_ball_quality(
     `recall` (share of the query's relevant documents inside the ball, averaged over queries
     that have any relevant document), `empty_share` and `mean_candidates` (ball size).
     """
-    query_words, db_words = _as_words(query_codes, db_codes)
     query_matrix, db_matrix = _label_matrices(query_labels, db_labels)
-    _check_lengths(query_words, query_matrix, db_words, db_matrix)
-    n_queries = len(query_words)
+    _check_lengths(query_codes, query_matrix, db_codes, db_matrix)
+    n_queries = len(query_codes)
     candidates = np.zeros((len(radii), n_queries))
     hits = np.zeros((len(radii), n_queries))
     relevant_total = np.zeros(n_queries)
-    for start, stop in _blocks(n_queries, len(db_words) * db_words.shape[1]):
-        distances = _word_distances(query_words[start:stop], db_words)
+    for start, stop in _blocks(n_queries, len(db_codes)):
+        distances = distance_matrix(query_codes[start:stop], db_codes)
         relevant = _relevance(query_matrix[start:stop], db_matrix)
         relevant_total[start:stop] = relevant.sum(axis=1)
         for row, radius in enumerate(radii):
@@ -154,30 +145,6 @@ def hamming_ball_quality(
             "mean_candidates": _mean(candidates[row]),
         }
     return results
-
-
-def bucket_occupancy(codes: np.ndarray) -> dict[str, float]:
-    """How documents spread over buckets (one bucket per distinct code).
-
-    `entropy_bits` is the Shannon entropy of the code distribution; `max_entropy_bits` its ceiling
-    for this many documents (log2 n, every document in its own bucket).
-    """
-    codes = _as_code_array(codes, "codes")
-    n_codes = len(codes)
-    if n_codes == 0:
-        raise ValueError("bucket_occupancy needs at least one code")
-    _unique, sizes = np.unique(codes, axis=0, return_counts=True)
-    shares = sizes / n_codes
-    return {
-        "n_codes": n_codes,
-        "distinct_codes": len(sizes),
-        "largest_bucket": int(sizes.max()),
-        "singleton_buckets": int((sizes == 1).sum()),
-        "mean_bucket_size": float(n_codes / len(sizes)),
-        "entropy_bits": float(-(shares * np.log2(shares)).sum()),
-        "max_entropy_bits": float(np.log2(n_codes)),
-        "mean_bit_on_rate": float(np.unpackbits(codes, axis=1).mean()),
-    }
 
 
 def _ranked_precision_sums(distances: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
@@ -210,35 +177,6 @@ def _as_code_array(codes: np.ndarray, name: str) -> np.ndarray:
     if codes.dtype != np.uint8 or codes.ndim != 2:
         raise ValueError(f"{name} must be a uint8 array (n, b/8), got {codes.dtype} {codes.shape}")
     return codes
-
-
-def _as_words(query_codes: np.ndarray, db_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Repack both code arrays as zero-padded uint64 words: XOR and popcount 64 bits at a time."""
-    query_codes = _as_code_array(query_codes, "query_codes")
-    db_codes = _as_code_array(db_codes, "db_codes")
-    if query_codes.shape[1] != db_codes.shape[1]:
-        raise ValueError(
-            f"query codes have {8 * query_codes.shape[1]} bits, database codes "
-            f"{8 * db_codes.shape[1]}"
-        )
-    n_words = -(-query_codes.shape[1] // 8)
-    return _pad_to_words(query_codes, n_words), _pad_to_words(db_codes, n_words)
-
-
-def _pad_to_words(codes: np.ndarray, n_words: int) -> np.ndarray:
-    """Zero-pad each row to `n_words` * 8 bytes and view it as uint64 words."""
-    padded = np.zeros((len(codes), n_words * 8), dtype=np.uint8)
-    padded[:, : codes.shape[1]] = codes
-    return padded.view(np.uint64)
-
-
-def _word_distances(query_words: np.ndarray, db_words: np.ndarray) -> np.ndarray:
-    """Hamming distances between every query row and every database row (small int matrix)."""
-    distances = np.zeros((len(query_words), len(db_words)), dtype=np.int32)
-    for word in range(db_words.shape[1]):
-        xor = np.bitwise_xor(query_words[:, word, None], db_words[None, :, word])
-        distances += np.bitwise_count(xor)
-    return distances
 
 
 def _label_matrices(query_labels: Labels, db_labels: Labels) -> tuple[np.ndarray, np.ndarray]:

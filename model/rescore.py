@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from docbits.index.hamming import distance_matrix
+
 FORM_DTYPE = np.int8
 FORM_LEVELS = 127
 DEFAULT_OVERSAMPLE = 4
@@ -44,16 +46,18 @@ def quantize(logits: np.ndarray, scale: float) -> np.ndarray:
 
 
 def form_scores(query_form: np.ndarray, candidate_forms: np.ndarray) -> np.ndarray:
-    """Cosine similarity (float32 in [-1, 1], higher is closer) of each candidate's form to the
+    """Cosine similarity (float64 in [-1, 1], higher is closer) of each candidate's form to the
     query's; a form of all zeros scores 0. Dot products and squared norms of int8 vectors of up
-    to 128 entries stay below 2^24, so float32 computes them exactly."""
+    to 128 entries stay below 2^24, so float32 matmuls compute them exactly (and fast); only the
+    final division rounds."""
     query = np.asarray(query_form).ravel().astype(np.float32)
     candidates = np.asarray(candidate_forms)
     if candidates.ndim != 2 or candidates.shape[1] != query.shape[0]:
         raise ValueError(f"candidate forms must be (m, {query.shape[0]}), got {candidates.shape}")
     candidates = candidates.astype(np.float32)
-    dots = candidates @ query
-    norms = np.sqrt(np.einsum("ij,ij->i", candidates, candidates) * np.float32(query @ query))
+    dots = (candidates @ query).astype(np.float64)
+    squares = np.einsum("ij,ij->i", candidates, candidates).astype(np.float64)
+    norms = np.sqrt(squares * float(query @ query))
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
 
 
@@ -74,9 +78,7 @@ def rescore(
 def hamming_candidates(query_code: np.ndarray, db_codes: np.ndarray, count: int) -> np.ndarray:
     """Indices of the `count` database codes nearest to one packed query code, by Hamming
     distance with ties in database order (the candidates `rescore` re-ranks)."""
-    distances = np.bitwise_count(np.bitwise_xor(db_codes, query_code[None, :])).sum(
-        axis=1, dtype=np.int32
-    )
+    distances = distance_matrix(np.asarray(query_code, dtype=np.uint8)[None, :], db_codes)[0]
     count = min(count, len(distances))
     if count == 0:
         return np.empty(0, dtype=np.int64)

@@ -1,7 +1,7 @@
 """`TermTable`: vocabulary lookups and term counting for ASCII texts in compiled code.
 
-Featurizing a query in Python (regex, a dict lookup per token, `np.unique`) holds the GIL for
-~80 µs, while the service's event loop needs the GIL to answer other requests. For ASCII texts
+Featurizing a query in Python (regex, a dict lookup per token, `np.unique`) holds the GIL, while
+the service's event loop needs the GIL to answer other requests. For ASCII texts
 (most queries) this does the same work in one numba call that releases the GIL: lower-case,
 split into tokens exactly as `featurizer.TOKEN_PATTERN` does (on ASCII, `\\w` is `[A-Za-z0-9_]`
 and lower-casing changes only A-Z), look each token up in an open-addressing table of the

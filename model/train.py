@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from docbits.index.codes import bucket_statistics
+from docbits.index.hamming import distance_matrix
 from docbits.model.autoencoders import (
     VARIANTS,
     SemanticHashingAutoencoder,
@@ -26,7 +28,7 @@ from docbits.model.autoencoders import (
 )
 from docbits.model.featurizer import Featurizer
 from docbits.model.graph import fit_spectral_teacher, sublinear_tfidf, teacher_plan
-from docbits.model.hasher import Hasher, code_statistics
+from docbits.model.hasher import Hasher
 from docbits.model.rescore import form_scale
 
 VALIDATION_K = 100
@@ -124,8 +126,8 @@ def split_validation(n_documents: int, fraction: float, rng: np.random.Generator
 
 
 def build_optimizers(model: SemanticHashingAutoencoder, lr: float) -> list[torch.optim.Optimizer]:
-    """The optimizers stepping every parameter: one fused Adam (4x faster than the default
-    for-loop Adam on this CPU; lazy SparseAdam for the embedding measured slower still)."""
+    """The optimizers stepping every parameter: one fused Adam (faster than the default
+    for-loop Adam on CPUs; lazy SparseAdam for the embedding was slower still)."""
     return [torch.optim.Adam(model.parameters(), lr=lr, fused=True)]
 
 
@@ -160,14 +162,6 @@ def logits_matrix(
     return np.concatenate(parts)
 
 
-def hamming_matrix(query_bits: np.ndarray, db_bits: np.ndarray) -> np.ndarray:
-    """Hamming distances (q, n) between bool bit arrays, via two float matmuls."""
-    q = query_bits.astype(np.float32)
-    d = db_bits.astype(np.float32)
-    agreements = q @ d.T + (1 - q) @ (1 - d).T
-    return np.rint(q.shape[1] - agreements).astype(np.int32)
-
-
 def tie_aware_overlap(distances: np.ndarray, relevant: np.ndarray, k: int) -> float:
     """Mean expected fraction of each query's `relevant` top-k inside its Hamming top-k when
     ties at the k-th distance are broken uniformly at random (so equal codes earn no credit)."""
@@ -188,7 +182,9 @@ def label_free_metric(
     k = min(VALIDATION_K, db_bits.shape[0])
     cosine = (val_tfidf @ db_tfidf.T).toarray()
     cosine_top = np.argpartition(-cosine, k - 1, axis=1)[:, :k]
-    return tie_aware_overlap(hamming_matrix(val_bits, db_bits), cosine_top, k)
+    return tie_aware_overlap(
+        distance_matrix(np.packbits(val_bits, axis=1), np.packbits(db_bits, axis=1)), cosine_top, k
+    )
 
 
 def validation_metric(
@@ -263,7 +259,8 @@ def teacher_overlap_metric(
         np.linalg.norm(db_projection, axis=1, keepdims=True), 1e-12
     )
     teacher_top = np.argpartition(-(val_unit @ db_unit.T), k - 1, axis=1)[:, :k]
-    return tie_aware_overlap(hamming_matrix(val_bits, db_bits), teacher_top, k)
+    distances = distance_matrix(np.packbits(val_bits, axis=1), np.packbits(db_bits, axis=1))
+    return tie_aware_overlap(distances, teacher_top, k)
 
 
 def validation_metric_name(labelled: bool, taught: bool) -> str:
@@ -454,9 +451,13 @@ def train(
             "epochs_run": len(history),
             "history": history,
         },
-        "codes": code_statistics(np.packbits(train_bits, axis=1), config.bits),
-        "teacher": "none" if targets is None else config.teacher,
+        "codes": {
+            key: value
+            for key, value in bucket_statistics(np.packbits(train_bits, axis=1)).items()
+            if key != "histogram"
+        },
         "rescore": {"form": "int8 code-layer logits", "form_scale": form_scale(train_logits)},
+        "teacher": "none" if targets is None else config.teacher,
         "training_seconds": time.monotonic() - started,
         "versions": library_versions(),
     }

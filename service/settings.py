@@ -16,7 +16,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DOCBITS_", extra="ignore", env_ignore_empty=True)
 
-    data_dir: Path = Field(Path("./data"), description="SQLite store and models live here.")
+    data_dir: Path = Field(Path("./data"), description="The SQLite store and the models live here.")
+    store_url: SecretStr | None = Field(
+        None, description="postgresql://user:password@host:port/db; unset: the SQLite file."
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     model_path: Path | None = Field(
@@ -33,6 +36,11 @@ class Settings(BaseSettings):
     read_api_key: SecretStr | None = Field(None, description="Optional: guards reads too.")
     allow_open: bool = Field(False, description="Listen beyond loopback with no API key.")
     autotrain_min_docs: int = Field(1000, ge=0, description="0 disables automatic training.")
+    retrain_growth: float = Field(
+        2.0,
+        description="Retrain once the stored documents reach this multiple of those the active "
+        "model was trained on; 0 never.",
+    )
     train_bits: int = 64
     train_variant: str | None = Field(None, description="None keeps the trainer's default.")
     train_epochs: int = Field(30, ge=1)
@@ -41,11 +49,6 @@ class Settings(BaseSettings):
         1, ge=1, description="Torch threads for encoding; requests already run in parallel."
     )
     log_level: str = "info"
-
-    @property
-    def store_path(self) -> Path:
-        """The SQLite file holding documents, codes and settings."""
-        return self.data_dir / "docbits.sqlite3"
 
     @property
     def models_dir(self) -> Path:

@@ -29,7 +29,7 @@ class TrainingJob:
 
     id: str
     config: dict[str, Any]
-    documents: int
+    documents: int | None = None  # what the worker read from the store, once it has
     status: JobStatus = JobStatus.queued
     progress: dict[str, Any] = field(default_factory=dict)
     fingerprint: str | None = None
@@ -51,7 +51,11 @@ class TrainingJob:
 
 
 def train_worker(
-    store_path: str, models_dir: str, config: dict[str, Any], events: multiprocessing.Queue
+    store_url: str | None,
+    data_dir: str,
+    models_dir: str,
+    config: dict[str, Any],
+    events: multiprocessing.Queue,
 ) -> None:
     """Worker process body: read texts, train, save under `models/<fingerprint>`, report."""
     service_pid = os.getppid()
@@ -63,10 +67,10 @@ def train_worker(
         events.put({"event": "epoch", **info})
 
     try:
-        from docbits.index.store.sqlite import SQLiteStore
+        from docbits.index.store import open_store
         from docbits.model.train import TrainConfig, train
 
-        store = SQLiteStore(Path(store_path))
+        store = open_store(store_url, Path(data_dir))
         texts = [doc.text for batch in store.iter_documents(1000) for doc in batch]
         events.put({"event": "started", "documents": len(texts)})
         hasher = train(texts, TrainConfig(**config), progress=False, on_epoch=report_epoch)
@@ -87,13 +91,15 @@ class TrainingManager:
 
     def __init__(
         self,
-        store_path: Path,
+        store_url: str | None,
+        data_dir: Path,
         models_dir: Path,
         default_config: dict[str, Any],
         activate: Callable[[Path], str],
         metrics: ServiceMetrics,
     ) -> None:
-        self._store_path = store_path
+        self._store_url = store_url
+        self._data_dir = data_dir
         self._models_dir = models_dir
         self._default_config = default_config
         self._activate = activate
@@ -117,7 +123,7 @@ class TrainingManager:
         job = self.latest()
         return job if job and job.status not in (JobStatus.succeeded, JobStatus.failed) else None
 
-    def start(self, documents: int, overrides: dict[str, Any] | None = None) -> TrainingJob:
+    def start(self, overrides: dict[str, Any] | None = None) -> TrainingJob:
         """Spawn the worker; 409 while another job runs."""
         with self._lock:
             running = self.running_job()
@@ -132,12 +138,12 @@ class TrainingManager:
                 **self._default_config,
                 **{k: v for k, v in (overrides or {}).items() if v is not None},
             }
-            job = TrainingJob(id=f"job-{uuid.uuid4().hex[:12]}", config=config, documents=documents)
+            job = TrainingJob(id=f"job-{uuid.uuid4().hex[:12]}", config=config)
             self._jobs[job.id] = job
             events = multiprocessing.get_context("spawn").Queue()
             process = multiprocessing.get_context("spawn").Process(
                 target=train_worker,
-                args=(str(self._store_path), str(self._models_dir), config, events),
+                args=(self._store_url, str(self._data_dir), str(self._models_dir), config, events),
                 name=f"docbits-train-{job.id}",
                 daemon=True,
             )
@@ -149,7 +155,7 @@ class TrainingManager:
             )
             self._monitor.daemon = True
             self._monitor.start()
-            log.info("training job %s started on %d documents: %s", job.id, documents, config)
+            log.info("training job %s started: %s", job.id, config)
             return job
 
     def _follow(
@@ -191,6 +197,7 @@ class TrainingManager:
                 continue
             kind = event.pop("event")
             if kind == "started":
+                job.documents = int(event["documents"])
                 job.status = JobStatus.training
             elif kind == "epoch":
                 job.progress = event

@@ -45,3 +45,14 @@ def reuters_path() -> Path:
 def ag_news_path() -> Path:
     """Path to ag_news_test.csv.xz (the AG News test set)."""
     return _data_file("ag_news_test.csv.xz", "AG News")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the whole session (see tests/postgres_server.py); each
+    test makes its own database with `create_database()`. Fails loudly when PostgreSQL is not
+    installed."""
+    from tests.postgres_server import PostgresServer
+
+    with PostgresServer() as server:
+        yield server

@@ -2,8 +2,10 @@
 
 Durability: WAL with `synchronous=FULL`, so a committed write survives SIGKILL and power loss.
 Concurrency: one connection per thread (readers never block the writer in WAL); writes are
-serialised by a lock and run as `BEGIN IMMEDIATE` transactions. Schema: `PRAGMA user_version`
-counts the applied entries of `MIGRATIONS`, each applied in its own transaction.
+serialised by a lock and run as `BEGIN IMMEDIATE` transactions, which also serialises writers in
+other processes on the same file. The feed's numbers are taken inside that transaction, so their
+order is commit order. Schema: `PRAGMA user_version` counts the applied entries of `MIGRATIONS`,
+each applied in its own transaction.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,11 +23,36 @@ import numpy as np
 
 from docbits.index.store.base import (
     ACTIVE_MODEL_SETTING,
+    CHANGE_COLUMNS,
+    DELETE,
+    EXPIRED_LEASE_ERROR_SQL,
+    FAILED,
+    JOB_COLUMNS,
+    MODEL,
+    RUNNING,
+    UPSERT,
+    Change,
+    Deleted,
     DocumentStore,
     DuplicateIdError,
+    JobRunningError,
+    ModelArtifact,
+    ModelChangedError,
     StoredDocument,
     StoreError,
     StoreUnavailableError,
+    TrainingJob,
+    check_feed_position,
+    check_models,
+    check_setting,
+    code_rows,
+    document_rows,
+    feed_problems,
+    job_config_json,
+    packed_codes,
+    stored_document,
+    training_job,
+    validate_job_finish,
 )
 
 # Primary SQLite result codes that mean "cannot serve now" rather than "bad request or data".
@@ -64,9 +90,67 @@ def _migrate_2_add_updated_at(connection: sqlite3.Connection) -> None:
     connection.execute("UPDATE documents SET updated_at = created_at")
 
 
+def _migrate_3_feed_models_jobs(connection: sqlite3.Connection) -> None:
+    """Version 3: the change feed (`changes` + its bounds in `feed`), model artifacts, and
+    training jobs (a partial unique index allows one running job)."""
+    connection.execute(
+        """CREATE TABLE changes (
+            seq INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('upsert', 'delete', 'model')),
+            id TEXT,
+            code BLOB,
+            fingerprint TEXT,
+            written_at REAL NOT NULL
+        )"""
+    )
+    connection.execute(
+        """CREATE TABLE feed (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            last_seq INTEGER NOT NULL,
+            first_seq INTEGER NOT NULL
+        )"""
+    )
+    connection.execute("INSERT INTO feed VALUES (1, 0, 1)")
+    connection.execute(
+        """CREATE TABLE models (
+            fingerprint TEXT PRIMARY KEY,
+            config TEXT NOT NULL,
+            vocab TEXT NOT NULL,
+            weights BLOB NOT NULL,
+            created_at REAL NOT NULL
+        )"""
+    )
+    connection.execute(
+        """CREATE TABLE training_jobs (
+            id TEXT PRIMARY KEY,
+            config TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+            progress TEXT NOT NULL DEFAULT '{}',
+            documents INTEGER,
+            fingerprint TEXT,
+            error TEXT,
+            owner TEXT NOT NULL,
+            lease_expires_at REAL NOT NULL,
+            created_at REAL NOT NULL,
+            finished_at REAL
+        )"""
+    )
+    connection.execute(
+        "CREATE UNIQUE INDEX training_jobs_one_running ON training_jobs (status) "
+        "WHERE status = 'running'"
+    )
+
+
+def _migrate_4_add_forms(connection: sqlite3.Connection) -> None:
+    """Version 4: documents get `form`, the int8 rescoring form written with the code."""
+    connection.execute("ALTER TABLE documents ADD COLUMN form BLOB")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_1_create_tables,
     _migrate_2_add_updated_at,
+    _migrate_3_feed_models_jobs,
+    _migrate_4_add_forms,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -100,6 +184,10 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
     for number in range(version, target):
         connection.execute("BEGIN IMMEDIATE")
         try:
+            # Another process may have migrated between our read and our lock.
+            if connection.execute("PRAGMA user_version").fetchone()[0] > number:
+                connection.execute("ROLLBACK")
+                continue
             MIGRATIONS[number](connection)
             connection.execute(f"PRAGMA user_version = {number + 1}")
             connection.execute("COMMIT")
@@ -167,49 +255,80 @@ class SQLiteStore(DocumentStore):
         with _translated_errors():
             return self._connection().execute(sql, parameters).fetchall()
 
-    def _in_chunks(self, sql: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
-        """Run `sql` (with one `{marks}` IN list) over `ids` in chunks, concatenating rows."""
+    def _in_chunks(
+        self, sql: str, ids: Sequence[str], after: Sequence[Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Run `sql` (with one `{marks}` IN list, then the parameters `after`) over `ids` in
+        chunks, concatenating rows."""
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(ids), IN_CLAUSE_CHUNK):
             chunk = list(ids[start : start + IN_CLAUSE_CHUNK])
-            rows.extend(self._query(sql.format(marks=",".join("?" * len(chunk))), chunk))
+            sql_chunk = sql.format(marks=",".join("?" * len(chunk)))
+            rows.extend(self._query(sql_chunk, [*chunk, *after]))
         return rows
 
     # ---- documents -----------------------------------------------------------------------
-    def upsert(self, docs: Sequence[StoredDocument], insert_only: bool = False) -> None:
+    def upsert(
+        self,
+        docs: Sequence[StoredDocument],
+        insert_only: bool = False,
+        *,
+        check_model: bool = False,
+    ) -> int:
         """Write documents atomically; see `DocumentStore.upsert`."""
+        rows = document_rows(docs, insert_only)
         now = time.time()
-        rows = [_document_row(doc, now) for doc in docs]
-        if not rows:
-            return
-        ids = [doc.id for doc in docs]
         with self._transaction() as connection:
+            if not rows:
+                return _last_seq(connection)
+            if check_model:
+                check_models(rows, _setting(connection, ACTIVE_MODEL_SETTING))
             if insert_only:
-                repeated = {doc_id for doc_id, seen in Counter(ids).items() if seen > 1}
-                duplicates = repeated | self._existing(connection, ids)
+                duplicates = self._existing(connection, [row.id for row in rows])
                 if duplicates:
                     raise DuplicateIdError(sorted(duplicates))
             connection.executemany(
-                f"INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO documents (id, text, metadata, code, fingerprint, form, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET text = excluded.text, "
-                "metadata = excluded.metadata, code = excluded.code, "
+                "metadata = excluded.metadata, code = excluded.code, form = excluded.form, "
                 "fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
-                rows,
+                [(*row, now, now) for row in rows],
+            )
+            return _append_changes(
+                connection, [(UPSERT, row.id, row.code, row.fingerprint) for row in rows], now
             )
 
     def get(self, doc_id: str) -> StoredDocument | None:
         """One document, or None."""
         rows = self._query(f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ?", [doc_id])
-        return _document(rows[0]) if rows else None
+        return stored_document(*rows[0]) if rows else None
 
     def get_many(self, ids: Sequence[str]) -> dict[str, StoredDocument]:
         """The documents that exist among `ids`, keyed by id."""
         rows = self._in_chunks(
             f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id IN ({{marks}})", list(set(ids))
         )
-        return {row[0]: _document(row) for row in rows}
+        return {row[0]: stored_document(*row) for row in rows}
 
-    def delete(self, ids: Sequence[str]) -> list[str]:
+    def get_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of the documents that exist among `ids`, keyed by id."""
+        rows = self._in_chunks(
+            "SELECT id, metadata FROM documents WHERE id IN ({marks})", list(set(ids))
+        )
+        return {doc_id: json.loads(metadata) for doc_id, metadata in rows}
+
+    def get_forms(self, ids: Sequence[str], fingerprint: str) -> dict[str, bytes]:
+        """The rescoring forms that `fingerprint` made for documents among `ids`, keyed by id."""
+        rows = self._in_chunks(
+            "SELECT id, form FROM documents WHERE id IN ({marks}) AND form IS NOT NULL "
+            "AND fingerprint = ?",
+            list(set(ids)),
+            [fingerprint],
+        )
+        return {doc_id: bytes(form) for doc_id, form in rows}
+
+    def delete(self, ids: Sequence[str]) -> Deleted:
         """Delete atomically; returns the ids that existed, in the order given."""
         unique = list(dict.fromkeys(ids))
         with self._transaction() as connection:
@@ -219,7 +338,11 @@ class SQLiteStore(DocumentStore):
                 connection.execute(
                     f"DELETE FROM documents WHERE id IN ({','.join('?' * len(chunk))})", chunk
                 )
-        return [doc_id for doc_id in unique if doc_id in existing]
+            deleted = [doc_id for doc_id in unique if doc_id in existing]
+            seq = _append_changes(
+                connection, [(DELETE, doc_id, None, None) for doc_id in deleted], time.time()
+            )
+        return Deleted(deleted, seq)
 
     def count(self) -> int:
         """Number of documents."""
@@ -241,7 +364,7 @@ class SQLiteStore(DocumentStore):
             if not rows:
                 return
             last_seq = rows[-1][0]
-            yield [_document(row[1:]) for row in rows]
+            yield [stored_document(*row[1:]) for row in rows]
 
     # ---- codes and models ----------------------------------------------------------------
     def iter_codes(
@@ -259,48 +382,211 @@ class SQLiteStore(DocumentStore):
                 return
             last_seq = rows[-1][0]
             _, ids, codes = zip(*rows, strict=True)
-            widths = {len(code) for code in codes}
-            if len(widths) != 1:
-                raise StoreError(f"codes of model {fingerprint[:12]} have mixed lengths {widths}")
-            packed = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(len(codes), -1)
-            yield list(ids), packed
+            yield list(ids), packed_codes(fingerprint, codes)
 
-    def ids_without_code(self, fingerprint: str) -> list[str]:
-        """Ids whose code is missing or made by another model, in insertion order."""
+    def ids_without_code(self, fingerprint: str, *, form: bool = False) -> list[str]:
+        """Ids whose code (or, with `form`, rescoring form) is missing or made by another
+        model, in insertion order."""
+        missing = "code IS NULL OR form IS NULL" if form else "code IS NULL"
         rows = self._query(
-            "SELECT id FROM documents WHERE code IS NULL OR fingerprint IS NOT ? ORDER BY seq",
+            f"SELECT id FROM documents WHERE {missing} OR fingerprint IS NOT ? ORDER BY seq",
             [fingerprint],
         )
         return [row[0] for row in rows]
 
-    def set_codes(self, ids: Sequence[str], codes: np.ndarray, fingerprint: str) -> None:
-        """Store codes for existing documents atomically; unknown ids raise StoreError."""
-        updates = _code_updates(ids, codes, fingerprint)
+    def set_codes(
+        self,
+        ids: Sequence[str],
+        codes: np.ndarray,
+        fingerprint: str,
+        *,
+        check_model: bool = False,
+        forms: np.ndarray | None = None,
+    ) -> int:
+        """Store codes (and forms) for existing documents atomically; unknown ids raise
+        StoreError."""
+        updates = code_rows(ids, codes, forms)
+        now = time.time()
         with self._transaction() as connection:
-            self._write_codes(connection, updates)
+            if check_model:
+                active = _setting(connection, ACTIVE_MODEL_SETTING)
+                if active != fingerprint:
+                    raise ModelChangedError(fingerprint, active)
+            self._write_codes(connection, updates, fingerprint)
+            return _append_changes(
+                connection,
+                [(UPSERT, doc_id, code, fingerprint) for doc_id, code, _ in updates],
+                now,
+            )
 
-    def switch_model(self, fingerprint: str, ids: Sequence[str], codes: np.ndarray) -> None:
-        """In one transaction, store these codes and set the active model."""
-        updates = _code_updates(ids, codes, fingerprint)
+    def switch_model(
+        self,
+        fingerprint: str,
+        ids: Sequence[str],
+        codes: np.ndarray,
+        forms: np.ndarray | None = None,
+    ) -> int:
+        """In one transaction, store these codes (and forms) and set the active model (one
+        `model` change)."""
+        updates = code_rows(ids, codes, forms)
         with self._transaction() as connection:
-            self._write_codes(connection, updates)
+            self._write_codes(connection, updates, fingerprint)
             _write_setting(connection, ACTIVE_MODEL_SETTING, fingerprint)
+            return _append_changes(connection, [(MODEL, None, None, fingerprint)], time.time())
 
-    # ---- settings and health -------------------------------------------------------------
+    # ---- change feed ---------------------------------------------------------------------
+    def last_seq(self) -> int:
+        """The sequence number of the newest committed change (0: none yet)."""
+        return int(self._query("SELECT last_seq FROM feed")[0][0])
+
+    def changes_since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        """Up to `limit` changes after `seq`, contiguous, read in one statement (one snapshot)."""
+        rows = self._query(
+            f"SELECT f.first_seq, f.last_seq, {CHANGE_COLUMNS} FROM feed f LEFT JOIN "
+            f"(SELECT {CHANGE_COLUMNS} FROM changes WHERE seq > ? ORDER BY seq LIMIT ?) "
+            "ON 1 ORDER BY seq",
+            [seq, limit],
+        )
+        first_seq, last_seq = rows[0][0], rows[0][1]
+        changes = [_change(row[2:]) for row in rows if row[2] is not None]
+        check_feed_position(seq, first_seq, last_seq, changes)
+        return changes
+
+    def compact_feed(self, before_seq: int) -> int:
+        """Drop changes below `before_seq` (capped at the newest + 1); returns how many."""
+        with self._transaction() as connection:
+            last_seq, first_seq = connection.execute(
+                "SELECT last_seq, first_seq FROM feed"
+            ).fetchone()
+            new_first = min(max(before_seq, first_seq), last_seq + 1)
+            removed = connection.execute("DELETE FROM changes WHERE seq < ?", [new_first]).rowcount
+            connection.execute("UPDATE feed SET first_seq = ?", [new_first])
+        return removed
+
+    # ---- settings ------------------------------------------------------------------------
     def get_setting(self, key: str) -> str | None:
         """A stored setting, or None."""
         rows = self._query("SELECT value FROM settings WHERE key = ?", [key])
         return rows[0][0] if rows else None
 
     def set_setting(self, key: str, value: str) -> None:
-        """Store a setting durably."""
+        """Store a setting durably (not the active model: see `check_setting`)."""
+        check_setting(key, value)
         with self._transaction() as connection:
             _write_setting(connection, key, value)
 
+    # ---- model artifacts -----------------------------------------------------------------
+    def put_model(self, artifact: ModelArtifact) -> None:
+        """Store a model's files under its fingerprint (a no-op if already stored)."""
+        artifact.check()
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT INTO models (fingerprint, config, vocab, weights, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(fingerprint) DO NOTHING",
+                [
+                    artifact.fingerprint,
+                    artifact.config,
+                    artifact.vocab,
+                    artifact.weights,
+                    time.time(),
+                ],
+            )
+
+    def get_model(self, fingerprint: str) -> ModelArtifact | None:
+        """The stored model with this fingerprint, or None; StoreError if it is damaged."""
+        rows = self._query(
+            "SELECT fingerprint, config, vocab, weights FROM models WHERE fingerprint = ?",
+            [fingerprint],
+        )
+        return _checked_artifact(rows[0]) if rows else None
+
+    # ---- training jobs -------------------------------------------------------------------
+    def claim_training_job(
+        self, job_id: str, config: dict[str, Any], owner: str, lease_s: float
+    ) -> TrainingJob:
+        """Create a running job leased to `owner`, unless another job holds a live lease."""
+        config_json = job_config_json(config)
+        now = time.time()
+        with self._transaction() as connection:
+            _expire_jobs(connection, now)
+            running = _jobs(connection, "status = ?", [RUNNING])
+            if running:
+                raise JobRunningError(running[0])
+            if _jobs(connection, "id = ?", [job_id]):
+                raise StoreError(f"training job {job_id!r} already exists")
+            connection.execute(
+                "INSERT INTO training_jobs (id, config, status, owner, lease_expires_at, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [job_id, config_json, RUNNING, owner, now + lease_s, now],
+            )
+            return _jobs(connection, "id = ?", [job_id])[0]
+
+    def renew_training_job(
+        self,
+        job_id: str,
+        owner: str,
+        lease_s: float,
+        progress: dict[str, Any] | None = None,
+        documents: int | None = None,
+    ) -> bool:
+        """Extend an unexpired lease held by `owner`; False if the lease is lost."""
+        progress_json = None if progress is None else json.dumps(progress, allow_nan=False)
+        now = time.time()
+        with self._transaction() as connection:
+            renewed = connection.execute(
+                "UPDATE training_jobs SET lease_expires_at = ?, "
+                "progress = COALESCE(?, progress), documents = COALESCE(?, documents) "
+                "WHERE id = ? AND owner = ? AND status = ? AND lease_expires_at >= ?",
+                [now + lease_s, progress_json, documents, job_id, owner, RUNNING, now],
+            ).rowcount
+        return renewed == 1
+
+    def finish_training_job(
+        self,
+        job_id: str,
+        owner: str,
+        status: str,
+        *,
+        fingerprint: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Mark `owner`'s running job succeeded or failed; False if it is no longer running."""
+        validate_job_finish(status)
+        with self._transaction() as connection:
+            finished = connection.execute(
+                "UPDATE training_jobs SET status = ?, fingerprint = ?, error = ?, finished_at = ? "
+                "WHERE id = ? AND owner = ? AND status = ?",
+                [status, fingerprint, error, time.time(), job_id, owner, RUNNING],
+            ).rowcount
+        return finished == 1
+
+    def expire_training_jobs(self) -> list[str]:
+        """Mark running jobs whose lease expired as failed; returns their ids."""
+        with self._transaction() as connection:
+            return _expire_jobs(connection, time.time())
+
+    def get_training_job(self, job_id: str) -> TrainingJob | None:
+        """One job as stored, or None."""
+        with _translated_errors():
+            jobs = _jobs(self._connection(), "id = ?", [job_id])
+        return jobs[0] if jobs else None
+
+    def running_training_job(self) -> TrainingJob | None:
+        """The job marked running, or None."""
+        with _translated_errors():
+            jobs = _jobs(self._connection(), "status = ?", [RUNNING])
+        return jobs[0] if jobs else None
+
+    # ---- health --------------------------------------------------------------------------
     def storage_errors(self) -> list[str]:
-        """What SQLite's `PRAGMA quick_check` reports, or [] when the file is healthy."""
+        """SQLite's `PRAGMA quick_check` findings plus the feed's own consistency, or []."""
         problems = [row[0] for row in self._query("PRAGMA quick_check")]
-        return [] if problems == ["ok"] else problems
+        problems = [] if problems == ["ok"] else problems
+        (first_seq, last_seq, low, high, n) = self._query(
+            "SELECT first_seq, last_seq, (SELECT MIN(seq) FROM changes), "
+            "(SELECT MAX(seq) FROM changes), (SELECT COUNT(*) FROM changes) FROM feed"
+        )[0]
+        return problems + feed_problems(first_seq, last_seq, low, high, n)
 
     def close(self) -> None:
         """Close every thread's connection."""
@@ -322,21 +608,55 @@ class SQLiteStore(DocumentStore):
         return found
 
     @staticmethod
-    def _write_codes(connection: sqlite3.Connection, updates: list[tuple[bytes, str, str]]) -> None:
-        """Apply (code, fingerprint, id) updates; StoreError (rolling back) on unknown ids."""
+    def _write_codes(
+        connection: sqlite3.Connection,
+        updates: list[tuple[str, bytes, bytes | None]],
+        fingerprint: str,
+    ) -> None:
+        """Apply (id, code, form) updates; StoreError (rolling back) on unknown ids."""
         cursor = connection.executemany(
-            "UPDATE documents SET code = ?, fingerprint = ? WHERE id = ?", updates
+            "UPDATE documents SET code = ?, form = ?, fingerprint = ? WHERE id = ?",
+            [(code, form, fingerprint, doc_id) for doc_id, code, form in updates],
         )
         if cursor.rowcount != len(updates):
-            known = SQLiteStore._existing(connection, [update[2] for update in updates])
-            unknown = sorted({update[2] for update in updates} - known)
+            known = SQLiteStore._existing(connection, [doc_id for doc_id, _, _ in updates])
+            unknown = sorted({doc_id for doc_id, _, _ in updates} - known)
             raise StoreError(f"cannot set codes of unknown document(s): {unknown[:10]}")
+
+
+def _last_seq(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("SELECT last_seq FROM feed").fetchone()[0])
+
+
+def _append_changes(
+    connection: sqlite3.Connection,
+    changes: list[tuple[str, str | None, bytes | None, str | None]],
+    now: float,
+) -> int:
+    """Number (kind, id, code, fingerprint) changes after the feed's newest, inside the caller's
+    write transaction (the file's one writer), and return the new newest."""
+    first = _last_seq(connection) + 1
+    connection.executemany(
+        f"INSERT INTO changes ({CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        [(first + offset, *change, now) for offset, change in enumerate(changes)],
+    )
+    last = first + len(changes) - 1
+    connection.execute("UPDATE feed SET last_seq = ?", [last])
+    return last
+
+
+def _change(row: Sequence[Any]) -> Change:
+    seq, kind, doc_id, code, fingerprint, written_at = row
+    return Change(seq, kind, doc_id, None if code is None else bytes(code), fingerprint, written_at)
+
+
+def _setting(connection: sqlite3.Connection, key: str) -> str | None:
+    row = connection.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+    return None if row is None else row[0]
 
 
 def _write_setting(connection: sqlite3.Connection, key: str, value: str) -> None:
     """Insert or replace one setting inside the caller's transaction."""
-    if not isinstance(key, str) or not isinstance(value, str):
-        raise ValueError("settings keys and values must be strings")
     connection.execute(
         "INSERT INTO settings (key, value) VALUES (?, ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -344,53 +664,28 @@ def _write_setting(connection: sqlite3.Connection, key: str, value: str) -> None
     )
 
 
-def _document_row(doc: StoredDocument, now: float) -> tuple[Any, ...]:
-    """Validate a document and turn it into the parameters of one INSERT."""
-    if not isinstance(doc.id, str) or not doc.id:
-        raise ValueError(f"document ids must be non-empty strings, got {doc.id!r}")
-    if not isinstance(doc.text, str):
-        raise ValueError(f"document {doc.id!r}: text must be a string")
+def _checked_artifact(row: Sequence[Any]) -> ModelArtifact:
+    artifact = ModelArtifact(row[0], row[1], row[2], bytes(row[3]))
     try:
-        doc.id.encode()
-        doc.text.encode()
-    except UnicodeEncodeError:
-        raise ValueError(f"document {doc.id!r}: id and text must be valid UTF-8") from None
-    if not isinstance(doc.metadata, dict):
-        raise ValueError(f"document {doc.id!r}: metadata must be a JSON object")
-    if (doc.code is None) != (doc.fingerprint is None):
-        raise ValueError(f"document {doc.id!r}: code and fingerprint must be given together")
-    try:
-        metadata = json.dumps(doc.metadata, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"document {doc.id!r}: metadata is not valid JSON: {error}") from None
-    code = None if doc.code is None else bytes(doc.code)
-    return (doc.id, doc.text, metadata, code, doc.fingerprint, now, now)
+        artifact.check()
+    except ValueError as error:
+        raise StoreError(f"stored model {artifact.fingerprint[:12]} is damaged: {error}") from None
+    return artifact
 
 
-def _document(row: Sequence[Any]) -> StoredDocument:
-    """A StoredDocument from a row of DOCUMENT_COLUMNS."""
-    doc_id, text, metadata, code, fingerprint, created_at, updated_at = row
-    return StoredDocument(
-        id=doc_id,
-        text=text,
-        metadata=json.loads(metadata),
-        code=None if code is None else bytes(code),
-        fingerprint=fingerprint,
-        created_at=created_at,
-        updated_at=updated_at,
-    )
+def _jobs(
+    connection: sqlite3.Connection, where: str, parameters: Sequence[Any]
+) -> list[TrainingJob]:
+    rows = connection.execute(
+        f"SELECT {JOB_COLUMNS} FROM training_jobs WHERE {where} ORDER BY created_at", parameters
+    ).fetchall()
+    return [training_job(row) for row in rows]
 
 
-def _code_updates(
-    ids: Sequence[str], codes: np.ndarray, fingerprint: str
-) -> list[tuple[bytes, str, str]]:
-    """Validate a code batch and turn it into UPDATE parameters."""
-    array = np.asarray(codes)
-    if array.dtype != np.uint8 or array.ndim != 2 or len(array) != len(ids):
-        raise ValueError(
-            f"codes must be a uint8 array of shape ({len(ids)}, b/8), got {array.dtype} "
-            f"{array.shape}"
-        )
-    if len(set(ids)) != len(ids):
-        raise ValueError("ids must be unique within one code batch")
-    return [(row.tobytes(), fingerprint, doc_id) for doc_id, row in zip(ids, array, strict=True)]
+def _expire_jobs(connection: sqlite3.Connection, now: float) -> list[str]:
+    rows = connection.execute(
+        f"UPDATE training_jobs SET status = ?, error = {EXPIRED_LEASE_ERROR_SQL}, finished_at = ? "
+        "WHERE status = ? AND lease_expires_at < ? RETURNING id",
+        [FAILED, now, RUNNING, now],
+    ).fetchall()
+    return [row[0] for row in rows]

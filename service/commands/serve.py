@@ -11,6 +11,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the sub-command; every flag overrides its DOCBITS_* variable."""
     p = sub.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)")
     p.add_argument("--data-dir", type=Path, help="store and models folder (DOCBITS_DATA_DIR)")
+    p.add_argument(
+        "--store-url",
+        help="PostgreSQL URL of a shared store (prefer DOCBITS_STORE_URL: flags show up in `ps`)",
+    )
     p.add_argument("--host", help="listen address (DOCBITS_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (DOCBITS_PORT, default 8000)")
     p.add_argument("--model", dest="model_path", type=Path, help="import a model trained offline")
@@ -24,6 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--read-api-key", help="read key (prefer DOCBITS_READ_API_KEY)")
     p.add_argument("--autotrain-min-docs", type=int, help="train by itself at this many docs")
+    p.add_argument(
+        "--retrain-growth",
+        type=float,
+        help="retrain at this multiple of the documents the model learned from (0: never)",
+    )
     p.add_argument("--train-bits", type=int, help="code length of models trained by the service")
     p.add_argument("--train-epochs", type=int, help="epochs of models trained by the service")
     p.add_argument("--train-variant", help="autoencoder variant trained by the service")
@@ -46,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from docbits.index.store import StoreError
     from docbits.service.app import build_state, create_app, refuse_open_exposure
-    from docbits.service.state import StartupError
+    from docbits.service.errors import StartupError
+    from docbits.service.http_protocol import JSONErrorsHttpToolsProtocol
 
     settings = settings_from_args(args)
     logging.basicConfig(
@@ -57,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         refuse_open_exposure(settings)
         state.open()
-    except StartupError as exc:
+    except (StartupError, StoreError) as exc:
         raise SystemExit(f"docbits serve: {exc}") from exc
     app = create_app(settings, state)
     uvicorn.run(
@@ -66,5 +77,6 @@ def run(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         workers=1,
+        http=JSONErrorsHttpToolsProtocol,
     )
     return 0

@@ -19,7 +19,7 @@ from docbits.service.schemas import (
     IngestRequest,
     IngestResponse,
 )
-from docbits.service.state import NewDocument
+from docbits.service.writes import NewDocument, delete, ingest
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -68,14 +68,14 @@ def _validated(body: IngestRequest, max_docs: int, max_text_bytes: int) -> list[
         413: {"description": "too big"},
     },
 )
-def ingest(
+def ingest_documents(
     request: Request, body: IngestRequest, mode: IngestMode = IngestMode.upsert
 ) -> IngestResponse:
     """Encode and store the batch; durable and searchable once this returns."""
     state = service_state(request)
     settings = state.settings
     docs = _validated(body, settings.max_batch_docs, settings.max_text_bytes)
-    codes, fingerprint = state.ingest(docs, insert_only=mode is IngestMode.insert_only)
+    codes, fingerprint = ingest(state, docs, insert_only=mode is IngestMode.insert_only)
     return IngestResponse(
         documents=[IngestedDocument(id=d.id, code=c) for d, c in zip(docs, codes, strict=True)],
         model_fingerprint=fingerprint,
@@ -112,7 +112,7 @@ def get_document(request: Request, doc_id: str) -> DocumentOut:
 )
 def delete_document(request: Request, doc_id: str) -> DeleteResponse:
     """Remove a document from the store and the index; 404 if it was not there."""
-    if not service_state(request).delete([doc_id]):
+    if not delete(service_state(request), [doc_id]):
         raise ApiError(404, "not_found", f"no document with id {doc_id!r}", {"id": doc_id})
     return DeleteResponse(deleted=[doc_id], not_found=[])
 
@@ -128,7 +128,7 @@ def delete_documents(request: Request, body: DeleteRequest) -> DeleteResponse:
     state = service_state(request)
     _check_batch(len(body.ids), state.settings.max_batch_docs, "ids")
     ids = list(dict.fromkeys(body.ids))
-    deleted = set(state.delete(ids))
+    deleted = set(delete(state, ids))
     return DeleteResponse(
         deleted=[i for i in ids if i in deleted], not_found=[i for i in ids if i not in deleted]
     )

@@ -62,7 +62,7 @@ def train(request: Request, body: Annotated[TrainRequest | None, Body()] = None)
         raise ApiError(409, "no_documents", "no documents are stored; ingest some first")
     overrides = body.model_dump(exclude_none=True) if body else {}
     refuse_unknown_variant(overrides.get("variant"))
-    return state.trainer.start(documents=state.document_count, overrides=overrides).to_schema()
+    return state.trainer.start(overrides=overrides).to_schema()
 
 
 @router.get(

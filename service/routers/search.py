@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from docbits.index.codes import code_to_hex
 from docbits.service.auth import require_read
 from docbits.service.errors import ApiError
+from docbits.service.models import ActiveModel
 from docbits.service.routers import (
     JSONBytesResponse,
     json_bytes,
@@ -29,7 +30,8 @@ from docbits.service.schemas import (
     SearchRequest,
     SearchResponse,
 )
-from docbits.service.state import ActiveModel, Ranked, ServiceState
+from docbits.service.search import Ranked, metadata_keep, rank
+from docbits.service.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read)])
 
@@ -41,14 +43,14 @@ def _hits_bodies(
 
     Plain dicts in the schema's field order; pydantic would only re-check what is built here.
     """
-    wanted = [doc_id for result in ranked for doc_id, _ in result.page]
+    wanted = [doc_id for result in ranked for doc_id, _, _ in result.page]
     docs = state.require_ready().get_many(wanted) if wanted else {}
     bits = active.bits
     chars = state.settings.snippet_chars
     bodies = []
     for result in ranked:
         hits = []
-        for doc_id, distance in result.page:
+        for doc_id, distance, form_score in result.page:
             doc = docs.get(doc_id)
             if doc is None:
                 continue
@@ -57,6 +59,7 @@ def _hits_bodies(
                     "id": doc_id,
                     "distance": distance,
                     "score": 1.0 - distance / bits,
+                    "form_score": form_score,
                     "metadata": doc.metadata,
                     "text": doc.text if include_text else None,
                     "snippet": None if include_text else snippet(doc.text, chars),
@@ -73,28 +76,55 @@ def _hits_bodies(
     return bodies
 
 
+def check_caps(state: ServiceState, options: SearchOptions) -> None:
+    """422 for a radius or limit beyond what the settings allow."""
+    settings = state.settings
+    if options.radius > settings.radius_cap:
+        raise ApiError(
+            422,
+            "radius_too_large",
+            f"radius {options.radius} exceeds the configured cap of {settings.radius_cap}",
+            {"radius_cap": settings.radius_cap},
+        )
+    if options.limit > settings.max_limit:
+        raise ApiError(
+            422,
+            "limit_too_large",
+            f"limit {options.limit} exceeds the configured maximum of {settings.max_limit}",
+            {"max_limit": settings.max_limit},
+        )
+
+
 def _rank_and_render(
     state: ServiceState,
     active: ActiveModel,
     options: SearchOptions,
     wanted: dict[str, Any] | None,
     batch: bool,
-    codes: np.ndarray,
+    encoded: np.ndarray,
 ) -> bytes:
-    """In the worker thread: rank each query code, fetch the hits, serialise the JSON body."""
-    keep = state.metadata_keep(wanted)
-    ranked = [
-        state.rank(
-            active,
-            bytes(code),
-            radius=options.radius,
-            limit=options.limit,
-            offset=options.offset,
-            nearest=options.nearest,
-            keep=keep,
+    """In the worker thread: rank each query (rows of `ActiveModel.encode_queries`), fetch the
+    hits, serialise the JSON body."""
+    store = state.require_ready()
+    keep = metadata_keep(store, wanted)
+    ranked = []
+    for row in encoded:
+        code, form = active.split_query(row)
+        ranked.append(
+            rank(
+                active,
+                code,
+                radius=options.radius,
+                limit=options.limit,
+                offset=options.offset,
+                nearest=options.nearest,
+                keep=keep,
+                store=store,
+                form=form if options.rescore else None,
+            )
         )
-        for code in codes
-    ]
+    for result in ranked:
+        state.metrics.candidates.observe(result.candidates)
     bodies = _hits_bodies(state, active, ranked, options.include_text)
     return json_bytes({"results": bodies} if batch else bodies[0])
 
@@ -119,6 +149,7 @@ async def _search_texts(
                 f"query {position} has no words (empty, whitespace only, or NUL characters)",
                 {"position": position},
             )
+    check_caps(state, options)
     active = state.require_model()
     finish = partial(_rank_and_render, state, active, options, wanted, batch)
     return JSONBytesResponse(await state.search_queries(active, texts, finish))
@@ -191,6 +222,7 @@ async def similar(
 ) -> Response:
     """Search with the stored document's own code, leaving the document itself out."""
     state = service_state(request)
+    check_caps(state, options)
     active = state.require_model()
     return JSONBytesResponse(await run_in_threadpool(_similar_body, state, active, doc_id, options))
 
@@ -198,17 +230,24 @@ async def similar(
 def _similar_body(
     state: ServiceState, active: ActiveModel, doc_id: str, options: SearchOptions
 ) -> bytes:
-    """In a worker thread: rank around the stored document's code and serialise the body."""
+    """In a worker thread: rank around the stored document's code (and rescoring form) and
+    serialise the body."""
     code = active.index.code_of(doc_id)
     if code is None:
         raise ApiError(404, "not_found", f"no indexed document with id {doc_id!r}", {"id": doc_id})
-    ranked = state.rank(
+    store = state.require_ready()
+    stored_form = store.get_forms([doc_id], active.fingerprint).get(doc_id)
+    form = None if stored_form is None else np.frombuffer(stored_form, dtype=np.int8)
+    ranked = rank(
         active,
         code,
         radius=options.radius,
         limit=options.limit,
         offset=options.offset,
         nearest=options.nearest,
-        keep=state.metadata_keep(None, exclude=doc_id),
+        keep=metadata_keep(store, None, exclude=doc_id),
+        store=store,
+        form=form if options.rescore else None,
     )
+    state.metrics.candidates.observe(ranked.candidates)
     return json_bytes(_hits_bodies(state, active, [ranked], options.include_text)[0])

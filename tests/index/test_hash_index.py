@@ -12,10 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from docbits.index import hash_index, kernels
+from docbits.index import hash_index
 from docbits.index.bucket_table import bucket_key
-from docbits.index.hash_index import BatchHits, HashIndex
-from docbits.index.scratch import ScratchPool
+from docbits.index.hash_index import HashIndex
 from tests.index.oracle import OracleIndex
 
 ID_POOL = ["a", "b", "c", "d", "e", "f", "g", "h", "doc-10", "ü-11", "x" * 40, "12"]
@@ -33,9 +32,14 @@ def to_array(codes: list[int], bits: int) -> np.ndarray:
     )
 
 
-def keep_some(doc_id: str) -> bool:
+def kept(doc_id: str) -> bool:
     """A deterministic metadata-style filter that drops about half the ids."""
     return sum(map(ord, doc_id)) % 2 == 0
+
+
+def keep_some(ids: list[str]) -> list[bool]:
+    """`kept` as the index takes it: one answer per id of a batch."""
+    return [kept(doc_id) for doc_id in ids]
 
 
 @st.composite
@@ -65,18 +69,6 @@ def scenarios(draw: st.DrawFn) -> tuple[int, list[int], list[tuple[str, object]]
     return bits, queries, ops
 
 
-def check_arrays(result: BatchHits, expected: list[list[tuple[str, int]]]) -> None:
-    """An array-form batch answer holds exactly the expected hits, query by query."""
-    assert len(result) == len(expected)
-    assert result.rows.dtype == np.int32 and result.distances.dtype == np.uint8
-    assert result.offsets[0] == 0 and result.offsets[-1] == len(result.rows) == len(
-        result.distances
-    )
-    assert [result.hits(q) for q in range(len(result))] == expected
-    assert [result.ids(q) for q in range(len(result))] == [[i for i, _ in e] for e in expected]
-    assert result.to_lists() == expected
-
-
 def check_against_oracle(index: HashIndex, oracle: OracleIndex, queries: list[int]) -> None:
     """Every query form of `index` equals the oracle's answer."""
     bits = index.bits
@@ -85,29 +77,18 @@ def check_against_oracle(index: HashIndex, oracle: OracleIndex, queries: list[in
         assert (doc_id in index) == (doc_id in oracle.entries)
         expected = oracle.entries.get(doc_id)
         assert index.code_of(doc_id) == (None if expected is None else to_bytes(expected[1], bits))
-    batch = to_array(queries, bits)
     for radius in (0, 1, 2, 3):
-        expected_balls = [oracle.ball(q, radius) for q in queries]
-        assert index.ball_many(batch, radius) == expected_balls
-        check_arrays(index.ball_many_arrays(batch, radius), expected_balls)
-        for q, expected in zip(queries, expected_balls, strict=True):
+        for q in queries:
+            expected = oracle.ball(q, radius)
             assert index.ball(to_bytes(q, bits), radius) == expected
-            assert index.ball(to_bytes(q, bits), radius, keep_some) == oracle.ball(
-                q, radius, keep_some
-            )
-    assert index.bucket_many(batch) == [[i for i, _ in oracle.ball(q, 0)] for q in queries]
-    check_arrays(index.bucket_many_arrays(batch), [oracle.ball(q, 0) for q in queries])
+            assert index.ball(to_bytes(q, bits), radius, keep_some) == oracle.ball(q, radius, kept)
     for q in queries:
         assert index.bucket(to_bytes(q, bits)) == [i for i, _ in oracle.ball(q, 0)]
-        assert index.bucket(to_bytes(q, bits), keep_some) == [
-            i for i, _ in oracle.ball(q, 0, keep_some)
-        ]
+        assert index.bucket(to_bytes(q, bits), keep_some) == [i for i, _ in oracle.ball(q, 0, kept)]
     for k in (1, 3, 20):
-        assert index.nearest_many(batch, k) == [oracle.nearest(q, k) for q in queries]
-        check_arrays(index.nearest_many_arrays(batch, k), [oracle.nearest(q, k) for q in queries])
         for q in queries:
             assert index.nearest(to_bytes(q, bits), k) == oracle.nearest(q, k)
-            assert index.nearest(to_bytes(q, bits), k, keep_some) == oracle.nearest(q, k, keep_some)
+            assert index.nearest(to_bytes(q, bits), k, keep_some) == oracle.nearest(q, k, kept)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -191,56 +172,14 @@ def test_bulk_built_index_accepts_writes(count: int) -> None:
     assert index.nearest(bytes(9), 1) == expected
 
 
-@pytest.mark.parametrize("scratch_entries", [64, 1 << 16])
-def test_batch_probes_on_threads_equal_single_queries(scratch_entries: int) -> None:
-    """Chunks claimed by three threads, hits appended to each thread's scratch buffer or moved
-    to a grown array when it is full (64 entries): the same answers as one query at a time."""
-    rng = np.random.default_rng(7)
-    centres = rng.integers(0, 256, size=(3, 4), dtype=np.uint8)
-    flips = np.packbits(rng.random((3000, 32)) < 0.05, axis=1)
-    codes = centres[rng.integers(0, 3, size=3000)] ^ flips
-    index = HashIndex.from_arrays(32, [f"r{row}" for row in range(3000)], codes)
-    # Costly queries (stored codes, big balls) first, then cheap random ones.
-    queries = np.concatenate([codes[:100], rng.integers(0, 256, size=(100, 4), dtype=np.uint8)])
-    with (
-        mock.patch.object(hash_index, "PROBE_COST_IN_CODES", 0),  # never scan
-        mock.patch.object(hash_index, "MIN_PROBES_PER_THREAD", 1),
-        mock.patch.object(hash_index, "_CPUS", 3),
-        mock.patch.object(hash_index, "SCRATCH", ScratchPool(scratch_entries, 4096, keep=3)),
-    ):
-        result = index.ball_many_arrays(queries, 2)
-    expected = [index.ball(query.tobytes(), 2) for query in queries]
-    assert sum(map(len, expected)) > 10_000
-    check_arrays(result, expected)
-
-
-def test_batch_arrays_resolve_ids_after_the_documents_are_removed() -> None:
-    """Rows are never reused, so an answer read after a remove still names the right ids."""
-    index = HashIndex(32)
-    index.upsert(["a", "b", "c"], to_array([5, 5, 4], 32))
-    result = index.ball_many_arrays(to_array([5, 9], 32), 1)
-    index.remove(["a", "c"])
-    index.upsert(["d"], to_array([5], 32))
-    assert result.hits(0) == [("a", 0), ("b", 0), ("c", 1)]
-    assert result.hits(1) == []
-    assert result.offsets.tolist() == [0, 3, 3]
-
-
 WARM_UP_CHECK = """
 import sys
-from docbits.index import hash_index, id_table, kernels, single_query, substring_scan
+from docbits.index import hash_index, kernels
 hash_index.HashIndex(int(sys.argv[1])).warm_up()
 kernels_used = {
-    "probe_balls": kernels.probe_balls,
-    "scan_distances": kernels.scan_distances,
+    "probe": kernels.probe,
+    "distances": kernels.distances,
     "smallest_rows": kernels.smallest_rows,
-    "split_hits_into": kernels.split_hits_into,
-    "probe_one": single_query.probe_one,
-    "scan_chunk": substring_scan.scan_chunk,
-    "place_hits": substring_scan.place_hits,
-    "fill_distances": substring_scan.fill_distances,
-    "query_tables": substring_scan.query_tables,
-    "_gather": id_table._gather,
 }
 print(" ".join(name for name, kernel in kernels_used.items() if not kernel.signatures))
 """
@@ -295,14 +234,12 @@ def test_readers_never_see_half_a_batch() -> None:
     errors: list[str] = []
     stop = threading.Event()
 
-    every_bucket = to_array([0, 1, 2], 32)
-
     def reader() -> None:
         while not stop.is_set():
-            buckets = index.bucket_many(every_bucket)
-            sizes = sorted(len(ids) for ids in buckets)
-            if sizes != [0, 0, len(group)]:
-                errors.append(f"bucket sizes {sizes}")
+            for code in (0, 1, 2):
+                size = len(index.bucket(to_bytes(code, 32)))
+                if size not in (0, len(group)):
+                    errors.append(f"bucket {code} held {size}")
             near = index.nearest(to_bytes(0, 32), 1000)
             if len(near) != len(group) or len({hit[1] for hit in near}) != 1:
                 errors.append(f"nearest saw {len(near)} hits at {sorted({h[1] for h in near})}")
@@ -369,28 +306,22 @@ def code_with_key(key: int) -> int:
 
 
 @pytest.mark.parametrize("removed", [False, True])
-def test_codes_sharing_a_tag_are_confirmed_one_by_one(removed: bool) -> None:
-    """Two 64-bit codes whose keys differ only below the 32 tag bits share a run of equal tags:
-    the table lists that run as mixed, probes check its candidates one by one (other runs once
-    each), and stay exact."""
+def test_long_codes_sharing_a_bucket_key_are_told_apart(removed: bool) -> None:
+    """The key of a 128-bit code is a hash of its two words: two codes with one key share a run
+    of the bucket table, and probes confirm each candidate's code."""
     rng = np.random.default_rng(5)
-    first = int(rng.integers(0, 2**63))
-    second = code_with_key(bucket_key([first]) ^ 1)
+    high, low, other_low = (int(word) for word in rng.integers(0, 2**63, size=3))
+    first = high << 64 | low
+    second_high = code_with_key(bucket_key([high, low]) ^ bucket_key([0, other_low]))
+    second = second_high << 64 | other_low
+    assert first != second and bucket_key([high, low]) == bucket_key([second_high, other_low])
     others = [int(code) for code in rng.integers(0, 2**63, size=50)]
     codes = [first, second, first, second, *others]
     ids = [f"d{i}" for i in range(len(codes))]
-    index = HashIndex.from_arrays(64, ids, to_array(codes, 64))
-    assert index._main.mixed_runs.tolist() == [index._main.tags.tolist().index(tag_of(first))]
+    index = HashIndex.from_arrays(128, ids, to_array(codes, 128))
     oracle = OracleIndex()
     oracle.upsert(list(zip(ids, codes, strict=True)))
     if removed:
         index.remove(["d0"])
         oracle.remove(["d0"])
     check_against_oracle(index, oracle, [first, second, first ^ 1, second ^ 4])
-    spread = HashIndex.from_arrays(64, ids[4:], to_array(others, 64))
-    assert not len(spread._main.mixed_runs) and spread._confirm == kernels.CONFIRM_RUN
-
-
-def tag_of(code: int) -> int:
-    """The 32-bit tag of a one-word code's bucket key."""
-    return bucket_key([code]) >> 32

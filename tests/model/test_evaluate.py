@@ -167,9 +167,8 @@ def test_eval_command_reports_a_missing_model(tmp_path: Path, capsys) -> None:
 
 
 def test_20news_clean_split_counts(newsgroups_path: Path) -> None:
-    """Measured with sklearn-identical stripping (checked on all 18,846 messages) and the project
-    featurizer: 10,588 train / 7,032 test. The issue quotes 11,036 / 7,316, which no ordering or
-    threshold of the sklearn stripping reproduces; see docs/results/quality.md."""
+    """The `clean` protocol (sklearn-identical stripping, checked on all 18,846 messages, and the
+    project featurizer) keeps 10,588 train / 7,032 test posts; see docs/results/quality.md."""
     split = prepare_split(newsgroups_path, "clean")
     assert (len(split.train_texts), len(split.test_texts)) == (10_588, 7_032)
     assert split.dropped == {"train": 11_314 - 10_588, "test": 7_532 - 7_032}

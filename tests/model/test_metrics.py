@@ -7,13 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from docbits.model.metrics import (
-    bucket_occupancy,
-    hamming_ball_quality,
-    hamming_distance_matrix,
-    precision_at_k,
-    precision_at_k_scores,
-)
+from docbits.model.metrics import hamming_ball_quality, precision_at_k, precision_at_k_scores
 
 
 def codes(*values: int) -> np.ndarray:
@@ -26,26 +20,6 @@ QUERY = codes(0x00)
 DATABASE = codes(0x00, 0x01, 0x02, 0x03)
 QUERY_LABELS = [("a",)]
 DB_LABELS = [("b",), ("a",), ("b",), ("a",)]
-
-
-def test_hamming_distance_matrix_matches_bit_counting() -> None:
-    rng = np.random.default_rng(0)
-    for n_bytes in (1, 3, 8, 16):
-        queries = rng.integers(0, 256, (7, n_bytes), dtype=np.uint8)
-        db = rng.integers(0, 256, (11, n_bytes), dtype=np.uint8)
-        expected = (
-            np.unpackbits(queries, axis=1)[:, None, :] != np.unpackbits(db, axis=1)[None, :, :]
-        ).sum(axis=2)
-        distances = hamming_distance_matrix(queries, db)
-        assert distances.shape == (7, 11)
-        np.testing.assert_array_equal(distances, expected)
-
-
-def test_hamming_distance_rejects_mismatched_lengths() -> None:
-    with pytest.raises(ValueError, match="bits"):
-        hamming_distance_matrix(np.zeros((1, 2), np.uint8), np.zeros((1, 4), np.uint8))
-    with pytest.raises(ValueError, match="uint8"):
-        hamming_distance_matrix(np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64))
 
 
 def test_tie_aware_and_index_order_differ_on_a_tie() -> None:
@@ -129,13 +103,3 @@ def test_empty_ball_counts_as_zero_precision_but_not_in_nonempty_mean() -> None:
     assert result[1]["precision_nonempty"] == pytest.approx(2 / 3)
     assert result[1]["precision"] == pytest.approx((0 + 2 / 3) / 2)
     assert result[1]["mean_candidates"] == pytest.approx(1.5)
-
-
-def test_bucket_occupancy_counts_buckets_and_entropy() -> None:
-    result = bucket_occupancy(codes(7, 7, 1, 2))
-    assert result["distinct_codes"] == 3
-    assert result["largest_bucket"] == 2
-    assert result["singleton_buckets"] == 2
-    assert result["entropy_bits"] == pytest.approx(1.5)
-    assert result["max_entropy_bits"] == pytest.approx(2.0)
-    assert result["mean_bit_on_rate"] == pytest.approx((3 + 3 + 1 + 1) / 32)

@@ -126,7 +126,7 @@ def start_server(
     wait: bool = True,
     log_dir: Path | None = None,
 ) -> Server:
-    """Start `docbits serve` on a free 127.0.0.1 port over `data_dir` (autotrain off).
+    """Start `docbits serve` on a free 127.0.0.1 port over `data_dir` (automatic training off).
 
     The log goes to `log_dir` (default: beside `data_dir`).
     """
@@ -134,6 +134,7 @@ def start_server(
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "docbits.service.cli", "serve", "--data-dir", str(data_dir)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--autotrain-min-docs", "0"]
+    command += ["--retrain-growth", "0"]
     command += ["--log-level", "info"]
     if model_dir is not None:
         command += ["--model", str(model_dir)]

@@ -68,6 +68,7 @@ def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
     """Settings over a tmp data folder that never train by themselves unless asked."""
     overrides.setdefault("autotrain_min_docs", 0)
+    overrides.setdefault("retrain_growth", 0)
     return Settings(data_dir=data_dir, **overrides)
 
 

@@ -45,7 +45,8 @@ READY_WITHIN_S = 120  # a loaded 2-core CI machine, numba kernels loaded or comp
 def serving(data_dir: Path, port: int) -> Iterator[DocbitsClient]:
     """Run `docbits serve` until the block ends; yields a client once /readyz is green."""
     command = [sys.executable, "-m", "docbits.service.cli", "serve", "--data-dir", str(data_dir)]
-    command += ["--port", str(port), "--autotrain-min-docs", "0", "--train-bits", "16"]
+    command += ["--port", str(port), "--autotrain-min-docs", "0", "--retrain-growth", "0"]
+    command += ["--train-bits", "16"]
     command += ["--train-epochs", "3", "--log-level", "warning"]
     env = {**os.environ, "DOCBITS_API_KEY": ""}
     env.pop("DOCBITS_API_KEY")

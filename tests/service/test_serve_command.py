@@ -32,3 +32,23 @@ def test_serve_refuses_an_open_api_beyond_loopback(
     args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"refusing to listen on 0\.0\.0\.0"):
         args.handler(args)
+
+
+def test_serve_refuses_a_bad_store_url_naming_it_masked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """DOCBITS_STORE_URL (or --store-url) that is not a PostgreSQL URL stops serve with one clear
+    line, the password masked, before anything is served."""
+    monkeypatch.setenv("DOCBITS_STORE_URL", "mysql://docbits:hunter2@db/docs")
+    args = build_parser().parse_args(["serve", "--data-dir", str(tmp_path)])
+    assert settings_from_args(args).store_url.get_secret_value().startswith("mysql://")
+    with pytest.raises(SystemExit) as raised:
+        args.handler(args)
+    message = str(raised.value)
+    assert message.startswith("docbits serve: unsupported store URL mysql://docbits:***@db/docs")
+    assert "hunter2" not in message and "hunter2" not in repr(settings_from_args(args))
+    args = build_parser().parse_args(
+        ["serve", "--data-dir", str(tmp_path), "--store-url", "postgresql://u:hunter2@db:x/d"]
+    )
+    with pytest.raises(SystemExit, match=r"malformed store URL postgresql://u:\*\*\*@db:x/d"):
+        args.handler(args)

@@ -31,9 +31,10 @@ def test_training_starts_by_itself_at_the_threshold_and_switches(
         assert client.get("/v1/info").json()["training_job"] is None
         client.post("/v1/documents", json={"documents": corpus[59:80]})
         job = client.get("/v1/info").json()["training_job"]
-        assert job is not None and job["documents"] == 80
+        assert job is not None
         done = wait_for_job(client, job["id"])
         assert done["status"] == "succeeded", done["error"]
+        assert done["documents"] == 80
         info = client.get("/v1/info").json()
         assert info["model_fingerprint"] == done["fingerprint"]
         assert (tmp_path / "models" / done["fingerprint"] / "config.json").exists()
@@ -42,6 +43,35 @@ def test_training_starts_by_itself_at_the_threshold_and_switches(
         hits = client.get("/v1/search", params={"q": corpus[0]["text"], "limit": 100}).json()
         assert corpus[0]["id"] in {hit["id"] for hit in hits["hits"]}
         assert 'docbits_training_jobs_total{status="succeeded"} 1.0' in client.get("/metrics").text
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_the_service_retrains_once_its_documents_have_doubled(
+    tmp_path: Path, corpus: list[dict[str, Any]]
+) -> None:
+    """The first model trains on 60 documents; 119 stored start nothing, 120 start a second
+    job, whose record and model both say it trained on all 120, and whose model is served."""
+    client = open_client(
+        tmp_path, train_bits=16, train_epochs=2, train_variant="undercomplete", retrain_growth=2
+    )
+    client.app.state.settings.autotrain_min_docs = 60
+    try:
+        client.post("/v1/documents", json={"documents": corpus[:60]})
+        first = wait_for_job(client, client.get("/v1/info").json()["training_job"]["id"])
+        assert first["status"] == "succeeded" and first["documents"] == 60, first
+        client.post("/v1/documents", json={"documents": corpus[60:119]})
+        assert client.get("/v1/info").json()["training_job"]["id"] == first["id"]
+        client.post("/v1/documents", json={"documents": corpus[119:120]})
+        second = client.get("/v1/info").json()["training_job"]
+        assert second["id"] != first["id"]
+        second = wait_for_job(client, second["id"])
+        assert second["status"] == "succeeded" and second["documents"] == 120, second
+        model = client.get("/v1/model").json()
+        assert model["model_fingerprint"] == second["fingerprint"] != first["fingerprint"]
+        assert model["config"]["corpus"]["documents"] == 120
+        hits = client.get("/v1/search", params={"q": corpus[100]["text"], "limit": 100}).json()
+        assert corpus[100]["id"] in {hit["id"] for hit in hits["hits"]}
     finally:
         client.__exit__(None, None, None)
 
