@@ -45,14 +45,18 @@ class Arm:
     label: str
     python: str
     without: list[str]
+    params: dict[str, str] = field(default_factory=dict)
     ingest_docs_per_s: float = 0.0
     runs: dict[int, list[LoadResult]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, spec: str) -> Arm:
+        """LABEL=PYTHON[:SWAP,...][?NAME=VALUE&...] (query parameters added to every search)."""
         label, _, rest = spec.partition("=")
+        rest, _, query = rest.partition("?")
         python, _, swaps = rest.partition(":")
-        return cls(label, python, [s for s in swaps.split(",") if s])
+        params = dict(pair.split("=", 1) for pair in query.split("&") if pair)
+        return cls(label, python, [s for s in swaps.split(",") if s], params)
 
 
 def start(arm: Arm, data_dir: Path, model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -89,7 +93,7 @@ def report(arms: list[Arm], clients: list[int], command: str, rounds: int) -> st
     by_label = {arm.label: arm for arm in arms}
     reference = by_label.get("new", arms[0])
     lines = [
-        "| arm | runs without | clients | search req/s | vs reference | p50 ms | p99 ms "
+        "| arm | runs without, query | clients | search req/s | vs reference | p50 ms | p99 ms "
         "| server CPU ms/req | ingest docs/s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -98,7 +102,8 @@ def report(arms: list[Arm], clients: list[int], command: str, rounds: int) -> st
             run = median_run(arm.runs[count])
             base = median_run(reference.runs[count])
             lines.append(
-                f"| {arm.label} | {', '.join(arm.without) or '—'} | {count} "
+                f"| {arm.label} | {', '.join(arm.without) or '—'} "
+                f"{' '.join(f'{k}={v}' for k, v in arm.params.items())} | {count} "
                 f"| {run.throughput:.0f} | {run.throughput / base.throughput:.2f}× "
                 f"| {run.percentile(0.5):.1f} | {run.percentile(0.99):.1f} "
                 f"| {run.cpu_ms_per_request:.3f} | {arm.ingest_docs_per_s:.0f} |"
@@ -165,10 +170,11 @@ def main() -> int:
                         if fresh:
                             count, seconds = ingest(client, train_split, 500)
                             arm.ingest_docs_per_s = count / seconds
-                    run_loop(drive(base_url, "/v1/search", queries, 8, 2.0, server.pid))
+                    searches = [{**query, **arm.params} for query in queries]
+                    run_loop(drive(base_url, "/v1/search", searches, 8, 2.0, server.pid))
                     for count in args.clients:
                         result = run_loop(
-                            drive(base_url, "/v1/search", queries, count, args.seconds, server.pid)
+                            drive(base_url, "/v1/search", searches, count, args.seconds, server.pid)
                         )
                         arm.runs.setdefault(count, []).append(result)
                         print(
