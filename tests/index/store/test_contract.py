@@ -21,6 +21,7 @@ from docbits.index.store import (
     DocumentStore,
     DuplicateIdError,
     FeedGapError,
+    FeedMovedError,
     JobRunningError,
     ModelArtifact,
     ModelChangedError,
@@ -372,6 +373,22 @@ def test_check_model_refuses_codes_of_another_model(store: DocumentStore) -> Non
     assert store.existing_ids(["stale", "s2"]) == set() and store.get("coded").code == b"\x00\x01"
     assert store.last_seq() == seq
     assert store.set_codes(["coded"], np.array([[9, 9]], np.uint8), FP, check_model=True) > seq
+
+
+def test_a_switch_conditioned_on_the_feed_refuses_once_it_moved(store: DocumentStore) -> None:
+    """`switch_model(expect_seq=N)` writes nothing once any change landed after N, so codes
+    computed as of N cannot miss a document written meanwhile."""
+    seq = store.upsert([doc("a", 1), doc("b", 2)])
+    codes = np.array([[7, 7], [8, 8]], np.uint8)
+    store.upsert([doc("late", 3)])
+    with pytest.raises(FeedMovedError) as raised:
+        store.switch_model("m2", ["a", "b"], codes, expect_seq=seq)
+    assert (raised.value.expected, raised.value.actual) == (seq, seq + 1)
+    assert store.get_setting(ACTIVE_MODEL_SETTING) is None and store.last_seq() == seq + 1
+    assert store.get("a").code == b"\x00\x01"
+    everyone = np.array([[7, 7], [8, 8], [9, 9]], np.uint8)
+    switched = store.switch_model("m2", ["a", "b", "late"], everyone, expect_seq=seq + 1)
+    assert switched == seq + 2 and store.ids_without_code("m2") == []
 
 
 def test_compacted_or_restored_feed_raises_a_gap(store: DocumentStore) -> None:
