@@ -396,6 +396,10 @@ class DocumentStore(ABC):
     def get_model(self, fingerprint: str) -> ModelArtifact | None:
         """The stored model with this fingerprint, checked against it, or None."""
 
+    @abstractmethod
+    def has_model(self, fingerprint: str) -> bool:
+        """Whether a model with this fingerprint is stored (without reading its weights)."""
+
     # ---- training jobs ----------------------------------------------------------------------
     @abstractmethod
     def claim_training_job(

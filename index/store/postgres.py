@@ -515,6 +515,10 @@ class PostgresStore(DocumentStore):
             raise StoreError(f"stored model {fingerprint[:12]} is damaged: {error}") from None
         return artifact
 
+    def has_model(self, fingerprint: str) -> bool:
+        """Whether a model with this fingerprint is stored."""
+        return bool(self._read("SELECT 1 FROM models WHERE fingerprint = %s", [fingerprint]))
+
     # ---- training jobs -------------------------------------------------------------------
     def claim_training_job(
         self, job_id: str, config: dict[str, Any], owner: str, lease_s: float

@@ -476,6 +476,10 @@ class SQLiteStore(DocumentStore):
         )
         return _checked_artifact(rows[0]) if rows else None
 
+    def has_model(self, fingerprint: str) -> bool:
+        """Whether a model with this fingerprint is stored."""
+        return bool(self._query("SELECT 1 FROM models WHERE fingerprint = ?", [fingerprint]))
+
     # ---- training jobs -------------------------------------------------------------------
     def claim_training_job(
         self, job_id: str, config: dict[str, Any], owner: str, lease_s: float

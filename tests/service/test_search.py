@@ -192,6 +192,8 @@ def test_get_search_parameters_are_validated_and_documented(indexed: TestClient)
     assert len(indexed.get("/v1/search", params=lenient).json()["hits"]) == 3
     spec = indexed.get("/openapi.json").json()["paths"]["/v1/search"]["get"]["parameters"]
     documented = {parameter["name"]: parameter for parameter in spec}
-    assert set(documented) == {"q", "radius", "limit", "offset", "nearest", "include_text"}
+    assert set(documented) == {
+        "q", "radius", "limit", "offset", "nearest", "include_text", "min_seq"
+    }  # fmt: skip
     assert documented["q"]["required"] and documented["q"]["schema"]["examples"]
     assert documented["radius"]["description"].startswith("Hamming radius")

@@ -514,8 +514,10 @@ def test_a_model_stored_by_one_instance_loads_in_another(
     artifact = ModelArtifact.from_directory(model_dir)
     first, second = backend.open(), backend.open()
     assert first.get_model(artifact.fingerprint) is None
+    assert not second.has_model(artifact.fingerprint)
     first.put_model(artifact)
     first.put_model(artifact)  # again: a no-op
+    assert second.has_model(artifact.fingerprint) and not second.has_model("0" * 64)
     fetched = second.get_model(artifact.fingerprint)
     assert fetched == artifact
     loaded = Hasher.load(fetched.write_to(tmp_path / "fetched"))
