@@ -91,7 +91,7 @@ class Follower:
         under it from where `applied_seq` stands then.
         """
         state = self._state
-        while not self._stopping.is_set():
+        while True:
             try:
                 changes = state.store.changes_since(self.applied_seq, limit=PAGE)
             except FeedGapError as gap:
