@@ -286,7 +286,9 @@ def test_losing_postgres_while_serving_then_getting_it_back(
                     assert time.monotonic() < deadline, client_b.get("/readyz").text
                     time.sleep(0.1)
                 for number in range(7, 10):
-                    assert ledger.write(client_b, topical_documents(5, seed=number, prefix=f"c{number}"))
+                    assert ledger.write(
+                        client_b, topical_documents(5, seed=number, prefix=f"c{number}")
+                    )
                 assert len(ledger.refusals) == 2
             store = PostgresStore(url)
             try:

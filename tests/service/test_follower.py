@@ -146,6 +146,33 @@ def test_min_seq_waits_then_answers_503_with_a_retry_hint_or_422_beyond_the_stor
     assert b.get("/readyz").status_code == 200
 
 
+def test_readyz_fails_while_a_service_lags_past_the_bound(
+    cluster: Cluster, corpus: list[dict[str, Any]]
+) -> None:
+    """/readyz counts the lag from when a change was first seen in the store: green at first,
+    503 once it has waited longer than DOCBITS_READY_MAX_LAG_S, green again once applied."""
+    a, b = cluster.clients
+    state_b = cluster.state(1)
+    state_b.settings.ready_max_lag_s = 0.3
+    state_b.follower.stop()
+    written = ingest(a, corpus[:5])
+    assert b.get("/readyz").status_code == 200  # seen just now
+    time.sleep(0.4)
+    lagging = b.get("/readyz")
+    assert lagging.status_code == 503 and "lagging: 5 changes behind" in lagging.text
+    assert lagging.json()["error"]["details"]["applied_seq"] == written["seq"] - 5
+    metrics = b.get("/metrics").text
+    assert "docbits_feed_lag_changes 5.0" in metrics
+    assert f"docbits_feed_store_seq {written['seq']}.0" in metrics
+    assert 'docbits_feed_wakeups_total{cause="notified"}' in metrics
+    assert 'docbits_feed_reloads_total{reason="start"} 1.0' in metrics
+    if state_b.settings.store_url is not None:  # PostgreSQL's connection pool
+        assert 'docbits_store_pool_connections{state="max"} 10.0' in metrics
+    state_b.follower.catch_up()
+    assert b.get("/readyz").status_code == 200
+    assert "docbits_feed_lag_seconds 0.0" in b.get("/metrics").text
+
+
 def test_a_model_switch_reaches_every_service_whole(
     cluster: Cluster, corpus: list[dict[str, Any]], other_model_dir: Path
 ) -> None:
