@@ -88,8 +88,8 @@ def ingest(state: ServiceState, docs: list[NewDocument], insert_only: bool) -> I
     raise ApiError(
         503,
         "unavailable",
-        f"the model changed {ENCODE_ATTEMPTS} times while this batch was encoded; nothing was "
-        "written, retry",
+        "the store's model changed while this batch was being encoded, and this process has not "
+        "loaded the new one yet; nothing was written, retry",
         headers={"Retry-After": "1"},
     )
 
