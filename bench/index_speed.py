@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/index_speed.py [--n 1000000] [--bits 32 64] [--out PATH]
        [--real-codes codes.npy]   # (n, b/8) uint8 codes of real documents, replicated to --n
-       [--kinds ball1 ball2 ...] [--datasets random] [--no-batch] [--no-reload]  # a focused run
+       [--kinds ball1 ball2 ...] [--datasets random] [--no-reload]  # a focused run
 
 Every method answers the same queries. Single queries are timed interleaved (each query runs on
 every method before the next), so the noise of a shared machine hits all methods alike; the page
@@ -33,11 +33,6 @@ from docbits.index.store import StoredDocument  # noqa: E402
 from docbits.index.store.sqlite import SQLiteStore  # noqa: E402
 
 LOAD = os.getloadavg()  # at start-up, for the page
-CHECKED = 50  # batch answers compared with the oracle (the first CHECKED queries)
-# Pause before each timed batch run: longer than an OpenMP thread's spin-wait after a parallel
-# region (Intel's KMP_BLOCKTIME is 200 ms), so no method is timed against the threads another
-# method left spinning on the same two cores.
-SETTLE_S = 0.3
 ORDER_SEED = 7  # the random order of methods within each single query
 FLUSH_BYTES = 48 << 20
 _FLUSH_BUFFER = np.ones(FLUSH_BYTES // 8, dtype=np.uint64)
@@ -52,10 +47,7 @@ class Method:
     name: str
     single: Callable[[np.ndarray], object]
     to_answer: Callable[[object], Answer]
-    batch: Callable[[np.ndarray], object] | None = None
-    to_answers: Callable[[object], list[Answer]] | None = None
     exact_order: bool = True  # False: ties may come in any order (compare distance multisets)
-    batch_lists: Callable[[np.ndarray], object] | None = None  # ours: the list-returning form
 
 
 @dataclass
@@ -66,8 +58,6 @@ class Row:
     method: str
     single_us: list[float] = field(default_factory=list)  # cold caches (after `flush_caches`)
     warm_us: list[float] = field(default_factory=list)  # the same query again, right away
-    batch_s: float | None = None
-    batch_lists_s: float | None = None
     mismatches: int = 0
 
 
@@ -121,8 +111,6 @@ def faiss_range_method(name: str, index: faiss.IndexBinary, radius: int) -> Meth
         name,
         lambda query: search(query[None, :]),
         lambda result: range_answers(result)[0],
-        search,
-        range_answers,
         exact_order=False,
     )
 
@@ -133,8 +121,6 @@ def faiss_knn_method(name: str, index: faiss.IndexBinary, k: int) -> Method:
         name,
         lambda query: index.search(query[None, :], k),
         lambda result: knn_answers(result)[0],
-        lambda queries: index.search(queries, k),
-        knn_answers,
         exact_order=False,
     )
 
@@ -208,24 +194,17 @@ def build_methods(
             faiss_knn_method("FAISS IndexBinaryFlat", flat, parameter),
             Method("numpy scan", numpy_knn(words, parameter), numpy_answer),
         ]
-    flat_range = faiss_range_method("FAISS IndexBinaryFlat", flat, parameter)
-    flat_range.batch = None  # a batch of 1000 full range scans adds minutes and nothing new
-    multi_hash = faiss_range_method("FAISS IndexBinaryMultiHash", multi, parameter)
-    if index.bits < 64:
-        multi_hash.batch = None  # 8-bit substrings at 1 M codes: a batch takes minutes
     return [
         mine,
         faiss_range_method("FAISS IndexBinaryHash", hashed, parameter),
-        multi_hash,
-        flat_range,
+        faiss_range_method("FAISS IndexBinaryMultiHash", multi, parameter),
+        faiss_range_method("FAISS IndexBinaryFlat", flat, parameter),
         Method("numpy scan", numpy_ball(words, parameter), numpy_answer),
     ]
 
 
-def time_kind(
-    kind: str, methods: list[Method], queries: np.ndarray, batch: np.ndarray | None
-) -> list[Row]:
-    """Time every method on every query (interleaved), check answers, then time batches.
+def time_kind(kind: str, methods: list[Method], queries: np.ndarray) -> list[Row]:
+    """Time every method on every query (interleaved) and check the answers.
 
     Every single query is timed twice per method: first right after `flush_caches` (cold data
     caches, as for a query arriving after other work), then once more at once (warm). Each query
@@ -251,51 +230,14 @@ def time_kind(
         for method, row, result in zip(methods, rows, results, strict=True):
             if not agrees(method.to_answer(result), expected, method.exact_order):
                 row.mismatches += 1
-    if batch is None:
-        return rows
-    faiss.omp_set_num_threads(2)
-    expected_batch = [reference.to_answer(reference.single(query)) for query in batch[:CHECKED]]
-    for method, row in zip(methods, rows, strict=True):
-        if method.batch is None:
-            continue
-        row.batch_s, result = best_of_two(method.batch, batch)
-        answers = method.to_answers(result)
-        row.mismatches += sum(
-            not agrees(a, e, method.exact_order)
-            for a, e in zip(answers[:CHECKED], expected_batch, strict=True)
-        )
-        if method.batch_lists is not None:
-            del result
-            row.batch_lists_s, lists = best_of_two(method.batch_lists, batch)
-            row.mismatches += sum(
-                not agrees(method.to_answer(hits), e, method.exact_order)
-                for hits, e in zip(lists[:CHECKED], expected_batch, strict=True)
-            )
-    faiss.omp_set_num_threads(1)
+    return rows
+
     return rows
 
 
 def flush_caches() -> None:
     """Read FLUSH_BYTES, more than this machine's 32 MiB L3 cache, evicting cached data."""
     _FLUSH_BUFFER.sum()
-
-
-def best_of_two(
-    function: Callable[[np.ndarray], object], batch: np.ndarray
-) -> tuple[float, object]:
-    """The faster of two timed runs and the last result.
-
-    A first run can pay page faults for fresh memory that the next method then reuses, so one
-    run per method would favour whichever runs second.
-    """
-    seconds = []
-    for _ in range(2):
-        result = None
-        time.sleep(SETTLE_S)
-        start = time.perf_counter()
-        result = function(batch)
-        seconds.append(time.perf_counter() - start)
-    return min(seconds), result
 
 
 def faiss_builds(codes: np.ndarray, bits: int) -> tuple[dict, dict[str, float]]:
@@ -370,12 +312,6 @@ def run_dataset(
             rng.integers(0, 256, size=(half, bits // 8), dtype=np.uint8),
         ]
     )
-    batch = np.concatenate(
-        [
-            codes[rng.integers(0, n, size=args.batch - args.batch // 2)],
-            rng.integers(0, 256, size=(args.batch // 2, bits // 8), dtype=np.uint8),
-        ]
-    )
     kinds = [("bucket", 0), ("ball", 1), ("ball", 2)] + ([("ball", 3)] if bits <= 32 else [])
     kinds += [("nearest", 10), ("nearest", 100)]
     kinds = [
@@ -391,7 +327,7 @@ def run_dataset(
             "nearest": f"nearest k={parameter}",
         }[kind]
         methods = build_methods(kind, parameter, index, faiss_indexes, words, number_of)
-        rows += time_kind(label, methods, queries, batch if args.batches else None)
+        rows += time_kind(label, methods, queries)
         print(f"  {name} {bits}-bit {label} done", flush=True)
     if args.reload and name == "random" and bits == args.bits[-1]:
         with tempfile.TemporaryDirectory() as folder:
@@ -427,16 +363,6 @@ def target_checks(title: str, rows: list[Row], facts: dict[str, float]) -> list[
             / medians[("nearest k=100", "FAISS IndexBinaryFlat")]
         )
         checks.append(("nearest k=100 single, ours / IndexBinaryFlat", ratio, 1.5, "×"))
-    for kind in sorted({row.kind for row in rows}):
-        ours_batch = by_key[(kind, "ours HashIndex")].batch_s
-        faiss_batches = [
-            row.batch_s
-            for (row_kind, method), row in by_key.items()
-            if row_kind == kind and method.startswith("FAISS") and row.batch_s
-        ]
-        if ours_batch and faiss_batches:
-            ratio = ours_batch / min(faiss_batches)
-            checks.append((f"{kind} batch, ours / fastest FAISS", ratio, 2.0, "×"))
     checks.append(("index bytes/doc beyond id strings", facts["structure_bytes"], 40.0, " B"))
     checks.append(("index bytes/doc including id strings", facts["total_bytes"], 40.0, " B"))
     if "reload_s" in facts:
@@ -467,75 +393,38 @@ def markdown(
         "",
         f"Command: `.venv/bin/python bench/index_speed.py {' '.join(sys.argv[1:])}`",
         "",
-        f"{args.n:,} codes; {args.queries} single queries (half codes of stored documents, half "
-        f"random codes) and one batch of {args.batch} queries mixed the same way (batch times: "
-        "the faster of two runs, for every method, each run started 0.3 s after the last call "
-        "so that no method runs against OpenMP threads another left spin-waiting). Single "
-        "queries: each method answers each "
-        "query twice, first right after reading 48 MiB (more than the 32 MiB L3 cache, so every "
-        "method starts with cold data caches, as a query arriving after other work would: "
-        "`median µs`, `p90 µs` and the single-query targets), then again at once (`warm µs` "
-        "and the `warm` target rows, a check beyond the issue's targets); methods run "
-        "in a fresh seeded random order per query. (Pages before 2026-11-27 used a fixed "
-        "rotation without the flush, in which ours always came right after a full scan, cold, "
-        "and IndexBinaryHash mostly after ours, warmer.) FAISS runs one "
-        "OpenMP thread for single queries and two for batches, and ours uses two threads for "
-        "batches too. Ours is timed after `HashIndex.warm_up` (loading its compiled kernels, as "
-        "start-up does). Single queries: ours returns (str id, distance) lists, FAISS int labels "
-        "(mapping ids to numbers for the comparison is not timed). Batches: `batch s` times ours "
-        "in the array form (`*_many_arrays` → `BatchHits`: CSR offsets, int32 rows, uint8 "
-        "distances, ids resolved only on demand), the fair comparison with FAISS's int arrays; "
-        "`list batch s` times the list form (`*_many`, one Python (str id, int) tuple per hit), "
-        "which the targets do not use. `mismatch` counts queries whose answer differs from the "
-        "numpy oracle (for FAISS, whose tie order is arbitrary, the multiset of distances and "
-        f"the result count are compared; batches check their first {CHECKED} answers, in both "
-        "forms for ours). IndexBinaryMultiHash uses 4 tables of b/4 bits with nflip=0 (exact for "
-        "r ≤ 3; its batches are skipped at 32 bits, where 8-bit substrings make it slower than a "
-        f"scan). Machine: 2 CPU cores shared with other jobs (load average {LOAD[0]:.1f} at the "
-        f"start, {os.getloadavg()[0]:.1f} at the end), so absolute times are noisy; ratios within "
-        "one table are the meaningful numbers.",
+        f"{args.n:,} codes; {args.queries} single queries, half codes of stored documents and "
+        "half random codes. Each method answers each query twice, first right after reading "
+        "48 MiB (more than the 32 MiB L3 cache, so every method starts with cold data caches, as "
+        "a query arriving after other work would: `median µs`, `p90 µs` and the single-query "
+        "targets), then again at once (`warm µs`, a check beyond the targets); methods run in a "
+        "fresh seeded random order per query, FAISS on one OpenMP thread. Ours is timed after "
+        "`HashIndex.warm_up` (loading its compiled kernels, as start-up does) and returns "
+        "(str id, distance) lists, FAISS int labels (mapping ids to numbers for the comparison "
+        "is not timed). `mismatch` counts queries whose answer differs from the numpy oracle "
+        "(for FAISS, whose tie order is arbitrary, the multiset of distances and the result "
+        "count are compared). IndexBinaryMultiHash uses 4 tables of b/4 bits with nflip=0 "
+        f"(exact for r ≤ 3). Machine: 2 CPU cores shared with other jobs (load average "
+        f"{LOAD[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), so absolute times "
+        "are noisy; ratios within one table are the meaningful numbers.",
         "",
-        "Reading the results. *How ours runs*: probes and scans are compiled loops (numba, "
-        "`index/kernels.py`). A probe kernel call takes every mask of the ball, reads all probed "
-        "cells' bounds before searching any cell (so their cache misses overlap) and puts each "
-        "shell's per-probe runs in (distance, row) order (a merge, or a row bitmap for big "
-        "shells). *Single queries* pay mostly fixed costs when the caches are cold: the Python "
-        "method, the readers' lock, the kernel call and the result list. A single `ball` calls "
-        "a one-query kernel through an entry point bound once (numba does not type the "
-        "arguments per call), passes the query as two integers and the index's eleven arrays as "
-        "one block of addresses (`index/single_query.py`; each array argument cost ~1 µs "
-        "cold), and lends the kernel its result buffer (boxing a new array cost more than "
-        "probing 65 cells); `bucket` stays in plain Python. Warm, IndexBinaryHash comes "
-        "closest at r = 2 on clustered codes (its hash map holds only the distinct codes, so "
-        "an absent probe is one cached read), and on clustered codes a single answer can hold "
-        "thousands of hits, each built as a Python (str, int) tuple, while FAISS returns int "
-        "arrays: see the p90 and warm columns. *Batches*: a batch ball of codes of at most 64 "
-        "bits is answered, when a cost model says it is cheaper than probing (64 bits from "
-        "r = 1, 32 bits from r = 2 at 1 M codes and 1,000 queries), by one pass over every "
-        "stored code against a multi-index of the batch's queries (`index/substring_scan.py`: "
-        "r + 1 substrings, one of which two codes within r must share; cache-resident tables of "
-        "the queries' substrings, so no per-document memory). Each chunk of rows is counted "
-        "per (query, distance) first, its hits kept as 4-byte entries in a scratch buffer, and "
-        "then written straight to their places, so answers come out in (distance, row) order "
-        "without a sort. This replaces 2,081 random probes per query at 64 bits and r = 2. "
-        "Batch probes cut the queries into small chunks that the threads claim in turn. Both "
-        "write their temporary hits into scratch buffers kept between calls "
-        "(`index/scratch.py`): on this virtual machine first-touched pages cost up to ~2 ms "
-        "per MB, which made clustered batches swing by 2× from call to call. Batch times of a "
-        "few milliseconds, and FAISS's with its OpenMP threads most, still swing between runs "
-        "on this shared machine (docs/index.md lists the spread over several runs). The list "
-        "form adds ~0.3 µs per hit, seconds for the millions of hits of clustered batches. "
-        "*Memory*: codes of ≤ 32 bits are held as uint32, bucket tables keep ~4 entries per "
-        "directory cell, and the id table's slots are 70 % full after a bulk build.",
+        "Reading the results. Ours probes a ball with one compiled loop (`kernels.probe`: per "
+        "flip mask, one directory read and a bisection of a few sorted keys) and scans for "
+        "`nearest` with another (`kernels.distances`, `kernels.smallest_rows`). The `numpy scan` "
+        "rows are the plain version of the same answers, the A/B for those compiled loops: "
+        "every query kind is several times slower without them. Single queries pay mostly "
+        "fixed costs when the caches are cold (the Python method, the readers' lock, the "
+        "kernel call, the result list); on clustered codes one answer can hold thousands of "
+        "hits, each built as a Python (str, int) tuple, while FAISS returns int arrays (see the "
+        "p90 column).",
         "",
     ]
     for title, notes, rows, facts in sections:
         lines += [f"## {title}", "", *notes, ""]
         lines += target_checks(title, rows, facts)
         lines += [
-            "| query | method | median µs | p90 µs | vs ours | warm µs | warm vs ours | batch s "
-            "| list batch s | mismatch |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| query | method | median µs | p90 µs | vs ours | warm µs | warm vs ours | mismatch |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         ours_median: dict[str, tuple[float, float]] = {}
         for row in rows:
@@ -546,11 +435,9 @@ def markdown(
                 ours_median[row.kind] = (median, warm)
             ratio = median / ours_median[row.kind][0]
             warm_ratio = warm / ours_median[row.kind][1]
-            batch = "" if row.batch_s is None else f"{row.batch_s:.3f}"
-            lists = "" if row.batch_lists_s is None else f"{row.batch_lists_s:.3f}"
             lines.append(
                 f"| {row.kind} | {row.method} | {median:,.0f} | {p90:,.0f} | {ratio:.2f}× | "
-                f"{warm:,.0f} | {warm_ratio:.2f}× | {batch} | {lists} | {row.mismatches} |"
+                f"{warm:,.0f} | {warm_ratio:.2f}× | {row.mismatches} |"
             )
         lines.append("")
     return "\n".join(lines) + "\n"
@@ -562,10 +449,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--bits", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--queries", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--real-codes", type=Path, help="(n, b/8) uint8 .npy of real codes")
     parser.add_argument("--no-reload", dest="reload", action="store_false")
-    parser.add_argument("--no-batch", dest="batches", action="store_false")
     parser.add_argument("--kinds", nargs="+", choices=ALL_KINDS, default=list(ALL_KINDS))
     parser.add_argument(
         "--datasets", nargs="+", choices=("random", "clustered"), default=["random", "clustered"]

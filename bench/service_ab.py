@@ -80,9 +80,16 @@ def median_run(runs: list[LoadResult]) -> LoadResult:
 
 
 def report(arms: list[Arm], clients: list[int], command: str, rounds: int) -> str:
-    reference = arms[0]
+    """The page: one row per (arm, clients), then what each speed-up saves.
+
+    A swap arm runs without one speed-up; what that speed-up saves is the share of the server
+    CPU time per request that running without it adds: 1 - (with) / (without), against the
+    arm named `new`, or the first arm when there is none.
+    """
+    by_label = {arm.label: arm for arm in arms}
+    reference = by_label.get("new", arms[0])
     lines = [
-        "| arm | runs without | clients | search req/s | vs first arm | p50 ms | p99 ms "
+        "| arm | runs without | clients | search req/s | vs reference | p50 ms | p99 ms "
         "| server CPU ms/req | ingest docs/s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -94,12 +101,36 @@ def report(arms: list[Arm], clients: list[int], command: str, rounds: int) -> st
                 f"| {arm.label} | {', '.join(arm.without) or '—'} | {count} "
                 f"| {run.throughput:.0f} | {run.throughput / base.throughput:.2f}× "
                 f"| {run.percentile(0.5):.1f} | {run.percentile(0.99):.1f} "
-                f"| {run.cpu_ms_per_request:.2f} | {arm.ingest_docs_per_s:.0f} |"
+                f"| {run.cpu_ms_per_request:.3f} | {arm.ingest_docs_per_s:.0f} |"
             )
+    savings = [
+        "| speed-up | saves at "
+        + " | saves at ".join(f"{count} client{'s' if count > 1 else ''}" for count in clients)
+        + " | kept (saves ≥ 10% somewhere) |",
+        "|---|" + "---:|" * len(clients) + "---|",
+    ]
+    for arm in arms:
+        if not arm.without:
+            continue
+        shares = []
+        for count in clients:
+            with_it = median_run(reference.runs[count]).cpu_ms_per_request
+            without = median_run(arm.runs[count]).cpu_ms_per_request
+            shares.append(1 - with_it / without)
+        verdict = "yes" if max(shares) >= 0.10 else "**no**"
+        savings.append(
+            f"| {', '.join(arm.without)} | "
+            + " | ".join(f"{share:.0%}" for share in shares)
+            + f" | {verdict} |"
+        )
     load = os.getloadavg()[0]
     return (
-        f"Command: `{command}` ({rounds} rounds, median round per cell; load average "
-        f"{load:.1f} at the end, 2 CPUs shared with the load generator)\n\n" + "\n".join(lines)
+        f"Command: `{command}` ({rounds} rounds; each cell is the round with the median "
+        f"throughput; load average {load:.1f} at the end, on 2 CPUs shared with the load "
+        "generator and whatever else runs).\n\n"
+        + "\n".join(lines)
+        + "\n\nWhat each speed-up saves, in server CPU time per search request:\n\n"
+        + "\n".join(savings)
     )
 
 

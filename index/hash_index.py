@@ -10,7 +10,7 @@ removed), so stale entries are skipped without rewriting the big table. Results 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -135,15 +135,29 @@ class HashIndex:
     @classmethod
     def from_arrays(cls, bits: int, ids: Sequence[str], codes: np.ndarray) -> HashIndex:
         """Bulk build (rows in the given order); ValueError on duplicate ids."""
+        return cls.from_batches(bits, [(ids, codes)])
+
+    @classmethod
+    def from_batches(
+        cls, bits: int, batches: Iterable[tuple[Sequence[str], np.ndarray]]
+    ) -> HashIndex:
+        """`from_arrays` of (ids, codes) batches one after the other, holding one batch of id
+        strings at a time."""
         index = cls(bits)
-        codes = as_code_array(codes, index.bits)
-        if len(ids) != len(codes):
-            raise ValueError(f"got {len(ids)} ids but {len(codes)} codes")
-        index._ids = IdTable.from_ids(ids)
-        words = codes_to_words(codes)
+        parts: list[np.ndarray] = [np.zeros((0, index.bits // 8), dtype=np.uint8)]
+
+        def ids_of_batches() -> Iterator[Sequence[str]]:
+            for ids, codes in batches:
+                parts.append(as_code_array(codes, index.bits))
+                if len(ids) != len(codes):
+                    raise ValueError(f"got {len(ids)} ids but {len(codes)} codes")
+                yield ids
+
+        index._ids = IdTable.from_id_batches(ids_of_batches())
+        words = codes_to_words(np.concatenate(parts))
         index._words = np.ascontiguousarray(words.T)
-        index._where = np.full(len(ids), IN_MAIN, dtype=np.uint8)
-        index._main = BucketTable(bucket_keys(words), np.arange(len(ids), dtype=np.int32))
+        index._where = np.full(len(words), IN_MAIN, dtype=np.uint8)
+        index._main = BucketTable(bucket_keys(words), np.arange(len(words), dtype=np.int32))
         return index
 
     def to_arrays(self) -> tuple[list[str], np.ndarray]:

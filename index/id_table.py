@@ -8,7 +8,7 @@ dict and a list of str objects.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -114,21 +114,44 @@ class IdTable:
     @classmethod
     def from_ids(cls, ids: Sequence[str]) -> IdTable:
         """Bulk build with rows 0..n-1 in the given order; ValueError on bad or duplicate ids."""
-        table = cls(capacity=len(ids))
-        table._slots = np.full(_table_size(len(ids), BULK_LOAD), EMPTY, dtype=np.int32)
-        blob, lengths = _encode_all(ids)
-        if len(ids) and not lengths.all():
-            raise ValueError("document ids must be non-empty strings")
-        table._blob = bytearray(blob)
-        if len(table._blob) > OFFSET_LIMIT:
+        return cls.from_id_batches([ids])
+
+    @classmethod
+    def from_id_batches(cls, batches: Iterable[Sequence[str]]) -> IdTable:
+        """`from_ids` of the batches' ids one after the other, holding one batch of id strings
+        at a time (a store of millions of documents is read in batches)."""
+        blob = bytearray()
+        lengths: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+        hashes: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+        for ids in batches:
+            encoded, sizes = _encode_all(ids)
+            if len(ids) and not sizes.all():
+                raise ValueError("document ids must be non-empty strings")
+            blob += encoded
+            lengths.append(sizes)
+            hashes.append(np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids)))
+        all_hashes = np.concatenate(hashes)
+        count = len(all_hashes)
+        table = cls(capacity=count)
+        table._slots = np.full(_table_size(count, BULK_LOAD), EMPTY, dtype=np.int32)
+        table._blob = blob
+        if len(blob) > OFFSET_LIMIT:
             table._offsets = table._offsets.astype(np.int64)
-        table._offsets[1 : len(ids) + 1] = np.cumsum(lengths)
-        table._rows = table._live = table._used_slots = len(ids)
-        hashes = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
-        _bulk_place(table._slots, hashes, np.arange(len(ids), dtype=np.int32))
-        if _has_duplicates(ids, hashes):
+        table._offsets[1 : count + 1] = np.cumsum(np.concatenate(lengths))
+        table._rows = table._live = table._used_slots = count
+        _bulk_place(table._slots, all_hashes, np.arange(count, dtype=np.int32))
+        if table._has_duplicates(all_hashes):
             raise ValueError("ids must be unique")
         return table
+
+    def _has_duplicates(self, hashes: np.ndarray) -> bool:
+        """True when an id occurs twice (only ids whose hashes collide are compared)."""
+        sorted_hashes = np.sort(hashes)
+        repeated = np.unique(sorted_hashes[1:][sorted_hashes[1:] == sorted_hashes[:-1]])
+        if not len(repeated):
+            return False
+        colliding = self.ids_of(np.flatnonzero(np.isin(hashes, repeated)))
+        return len(set(colliding)) != len(colliding)
 
     def _place(self, id_hash: int, row: int) -> None:
         """Put `row` in the first free slot of its probe sequence."""
@@ -192,13 +215,3 @@ def _bulk_place(slots: np.ndarray, hashes: np.ndarray, rows: np.ndarray) -> None
         placed[free] = slots[targets[free]] == rows[bidders]
         pending = pending[~placed]
         position[pending] = (position[pending] + 1) % size
-
-
-def _has_duplicates(ids: Sequence[str], hashes: np.ndarray) -> bool:
-    """True when an id occurs twice (only ids whose hashes collide are compared)."""
-    sorted_hashes = np.sort(hashes)
-    repeated = np.unique(sorted_hashes[1:][sorted_hashes[1:] == sorted_hashes[:-1]])
-    if not len(repeated):
-        return False
-    colliding = [ids[i] for i in np.flatnonzero(np.isin(hashes, repeated)).tolist()]
-    return len(set(colliding)) != len(colliding)

@@ -141,10 +141,6 @@ class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        # Labelled children by (route, method[, status]): `labels()` takes a lock and builds a
-        # key on every call, and the set of routes, methods and statuses is small.
-        self._latency: dict[tuple[str, str], Any] = {}
-        self._requests: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,18 +158,9 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            elapsed = time.perf_counter() - started
-            route = _route_template(scope)
-            method = scope["method"]
-            latency = self._latency.get((route, method))
-            if latency is None:
-                latency = self._latency[route, method] = self.metrics.latency.labels(route, method)
-            latency.observe(elapsed)
-            requests = self._requests.get((route, method, status))
-            if requests is None:
-                requests = self.metrics.requests.labels(route, method, str(status))
-                self._requests[route, method, status] = requests
-            requests.inc()
+            route, method = _route_template(scope), scope["method"]
+            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(route, method, str(status)).inc()
 
 
 CONVERTOR = re.compile(r"\{(\w+):\w+\}")  # `{doc_id:path}` is labelled `{doc_id}`, as in OpenAPI

@@ -488,18 +488,16 @@ class DocumentStore(ABC):
         """Build the in-memory index of `fingerprint`'s codes, in insertion order."""
         from docbits.index.hash_index import HashIndex
 
-        all_ids: list[str] = []
-        batches: list[np.ndarray] = []
-        for ids, codes in self.iter_codes(fingerprint):
-            if codes.shape[1] != bits // 8:
-                raise StoreError(
-                    f"stored codes of model {fingerprint[:12]} have {codes.shape[1] * 8} bits, "
-                    f"expected {bits}"
-                )
-            all_ids.extend(ids)
-            batches.append(codes)
-        codes = np.concatenate(batches) if batches else np.zeros((0, bits // 8), np.uint8)
-        index = HashIndex.from_arrays(bits, all_ids, codes)
+        def checked() -> Iterator[tuple[list[str], np.ndarray]]:
+            for ids, codes in self.iter_codes(fingerprint):
+                if codes.shape[1] != bits // 8:
+                    raise StoreError(
+                        f"stored codes of model {fingerprint[:12]} have {codes.shape[1] * 8} "
+                        f"bits, expected {bits}"
+                    )
+                yield ids, codes
+
+        index = HashIndex.from_batches(bits, checked())
         index.warm_up()
         return index
 
