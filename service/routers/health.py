@@ -33,9 +33,9 @@ def readyz(request: Request) -> Status:
     whenever the store cannot be reached or a change waits longer than
     DOCBITS_READY_MAX_LAG_S to be applied here."""
     state = service_state(request)
-    feed = feed_info(state)
     if state.follower.store_error is not None:
         raise ApiError(503, "unavailable", f"following the store: {state.follower.store_error}")
+    feed = feed_info(state)
     bound = state.settings.ready_max_lag_s
     if feed.lag_s > bound:
         raise ApiError(

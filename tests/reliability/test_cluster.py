@@ -269,14 +269,13 @@ def test_losing_postgres_while_serving_then_getting_it_back(
                 for number in range(5):
                     ledger.write(client_a, topical_documents(5, seed=number, prefix=f"a{number}"))
                 postgres.stop("immediate")
-                for number in range(5, 7):
-                    ledger.write(client_b, topical_documents(5, seed=number, prefix=f"b{number}"))
+                ledger.write(client_b, topical_documents(5, seed=5, prefix="b"))
                 for refusal in ledger.refusals:
                     assert refusal.headers["Retry-After"] == "1"
                     error = refusal.json()["error"]
                     assert error["code"] == "unavailable" and "retry" in error["message"]
                     assert "hunter2" not in refusal.text
-                assert len(ledger.refusals) == 2
+                assert len(ledger.refusals) == 1
                 not_ready = client_a.get("/readyz")
                 assert not_ready.status_code == 503, not_ready.text
                 assert "hunter2" not in not_ready.text
@@ -289,7 +288,7 @@ def test_losing_postgres_while_serving_then_getting_it_back(
                     assert ledger.write(
                         client_b, topical_documents(5, seed=number, prefix=f"c{number}")
                     )
-                assert len(ledger.refusals) == 2
+                assert len(ledger.refusals) == 1
             store = PostgresStore(url)
             try:
                 codes = assert_all_serve_the_store(cluster.servers, store)
@@ -445,8 +444,8 @@ def run_concurrent_writers(
 def test_concurrent_writers_on_three_processes_leave_identical_indexes(
     database: str, tmp_path: Path, tiny_model: Path
 ) -> None:
-    writes, documents = run_concurrent_writers(database, tmp_path, tiny_model, seconds=8)
-    assert writes > 50 and documents > 50
+    writes, documents = run_concurrent_writers(database, tmp_path, tiny_model, seconds=4)
+    assert writes > 30 and documents > 50
 
 
 @pytest.mark.slow
@@ -468,7 +467,7 @@ def test_workers_share_one_sqlite_file(tmp_path: Path, tiny_model: Path) -> None
             assert time.monotonic() < deadline, f"one worker only: {seen}"
             with server.client() as fresh:  # a new connection may land on either worker
                 seen.add(fresh.get("/v1/info").json()["feed"]["process"])
-        docs = topical_documents(120, seed=4, prefix="wk")
+        docs = topical_documents(60, seed=4, prefix="wk")
         for start in range(0, len(docs), 10):
             with server.client() as fresh:
                 written = post(fresh, docs[start : start + 10])
@@ -482,7 +481,7 @@ def test_workers_share_one_sqlite_file(tmp_path: Path, tiny_model: Path) -> None
         try:
             codes = stored_codes(store)
             assert len(codes) == len(docs)
-            for _ in range(6):  # whichever worker answers holds exactly the store
+            for _ in range(4):  # whichever worker answers holds exactly the store
                 assert_serves_exactly(server, codes, store.last_seq())
         finally:
             store.close()

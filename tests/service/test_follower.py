@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from docbits.index.store import ACTIVE_MODEL_SETTING, ModelArtifact
+from docbits.service.client import DocbitsClient, DocbitsError
 from docbits.service.follower import LagClock, apply_changes
 from docbits.service.models import ActiveModel
 from docbits.service.state import ServiceState
@@ -220,23 +221,32 @@ def test_a_service_started_later_or_after_a_gap_loads_the_store_as_it_is(
     assert search_ids(c, corpus[40]["text"]) == search_ids(a, corpus[40]["text"])
 
 
+# PostgreSQL only: the lease itself is in the store's contract tests, on both backends.
+@pytest.mark.parametrize("cluster", ["postgres"], indirect=True)
 def test_one_training_job_at_a_time_across_services(
     cluster: Cluster, corpus: list[dict[str, Any]]
 ) -> None:
     """A job leased to a process that died blocks training everywhere until its lease lapses,
-    then fails; a job started on one service is visible, with progress, on the other, which
-    refuses a second one, and both serve the trained model after it."""
+    then fails. Automatic retraining starts one job on the service that crosses the threshold; the
+    other shows it with its progress, refuses a second one and starts none by itself; both
+    serve the trained model after it."""
     a, b = cluster.clients
-    ingest(a, corpus[:120])
+    for number in (0, 1):
+        settings = cluster.state(number).settings
+        settings.retrain_growth = 0.5  # the served model learned from 240 documents: at 120
+        cluster.state(number).trainer._default_config.update(epochs=2, bits=16)
+    ingest(b, corpus[:100])
     store = cluster.state(0).store
     store.claim_training_job("job-ghost", {}, "a process that died", lease_s=1.0)
     refused = b.post("/v1/model/train", json={"epochs": 2, "bits": 16})
     assert refused.status_code == 409 and "job-ghost" in refused.text
     time.sleep(1.1)
     assert b.get("/v1/model/jobs/job-ghost").json()["status"] == "failed"
-    started = a.post("/v1/model/train", json={"epochs": 2, "bits": 16, "variant": "undercomplete"})
-    assert started.status_code == 202, started.text
-    job_id = started.json()["id"]
+    written = ingest(a, corpus[100:120])  # a crosses the threshold: it starts the job
+    job_id = a.get("/v1/info").json()["training_job"]["id"]
+    assert job_id != "job-ghost"
+    assert cluster.state(1).follower.wait_for(written["seq"], 5)
+    ingest(b, corpus[120:130])  # b is past the threshold too, but a job exists
     second = b.post("/v1/model/train", json={"epochs": 2})
     assert second.status_code == 409 and job_id in second.text
     deadline = time.monotonic() + 180
@@ -247,11 +257,36 @@ def test_one_training_job_at_a_time_across_services(
         assert time.monotonic() < deadline, job
         time.sleep(0.1)
     assert job["status"] == "succeeded", job
-    assert job["documents"] == 120 and job["progress"]["epoch"] >= 1
+    assert 120 <= job["documents"] <= 130 and job["progress"]["epoch"] >= 1
+    assert cluster.state(1).trainer._latest is None  # b never started one
     for number, client in enumerate((a, b)):
         assert cluster.state(number).follower.wait_for(store.last_seq(), 10)
         assert client.get("/v1/model").json()["model_fingerprint"] == job["fingerprint"]
         assert_index_matches_store(cluster.state(number))
+
+
+def test_the_python_client_passes_seq_and_min_seq(
+    cluster: Cluster, corpus: list[dict[str, Any]]
+) -> None:
+    a, b = (
+        DocbitsClient(str(client.base_url), transport=client._transport)
+        for client in cluster.clients
+    )
+    written = a.ingest(corpus[:12])
+    code = written.documents[0].code
+    assert b.get_document(corpus[0]["id"], min_seq=written.seq).code == code
+    assert corpus[0]["id"] in {
+        member.id for member in b.bucket(code, min_seq=written.seq).documents
+    }
+    hits = b.search(corpus[0]["text"], nearest=True, limit=12, min_seq=written.seq).hits
+    assert corpus[0]["id"] in {hit.id for hit in hits}
+    assert b.similar(corpus[0]["id"], nearest=True, min_seq=written.seq).hits
+    deleted = b.delete_documents([corpus[0]["id"]])
+    assert deleted.seq == written.seq + 1
+    assert a.info().feed.applied_seq >= written.seq
+    with pytest.raises(DocbitsError) as refused:
+        a.get_document(corpus[0]["id"], min_seq=deleted.seq + 5)
+    assert (refused.value.status, refused.value.code) == (422, "validation_error")
 
 
 # ---- the pieces, on their own ------------------------------------------------------------------
