@@ -50,6 +50,7 @@ class Follower:
         self.applied_seq = 0
         self.lag = LagClock()
         self.store_error: str | None = None  # why the feed cannot be read right now
+        self.reloading: str | None = None  # why the index is being reloaded, while it is
         self._advanced = threading.Condition()
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._stopping = threading.Event()
@@ -122,6 +123,13 @@ class Follower:
     def _reload(self, reason: str) -> None:
         """Serve the store's active model with its codes as of now: position first, then the
         model, then its codes, then the changes since, all beside the served index; then swap."""
+        self.reloading = reason
+        try:
+            self._load_beside_and_swap(reason)
+        finally:
+            self.reloading = None
+
+    def _load_beside_and_swap(self, reason: str) -> None:
         state = self._state
         store = state.store
         started = time.monotonic()

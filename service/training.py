@@ -167,19 +167,19 @@ class TrainingManager:
         self._stopping = threading.Event()
 
     def get(self, job_id: str) -> JobOut | None:
-        """A job from the store (any process's), after failing those whose lease lapsed."""
+        """A job from the store (any process's); a running one is failed first if its lease
+        lapsed (the store's clock decides)."""
         store = self._store()
-        store.expire_training_jobs()
         job = store.get_training_job(job_id)
+        if job is not None and job.status == RUNNING and store.expire_training_jobs():
+            job = store.get_training_job(job_id)
         return job_out(job) if job else None
 
     def latest(self) -> JobOut | None:
         """The job running anywhere, else the last one this process started."""
-        store = self._store()
-        running = store.running_training_job()
-        if running is not None:
-            return self.get(running.id)
-        return self.get(self._latest) if self._latest else None
+        running = self._store().running_training_job()
+        job_id = running.id if running is not None else self._latest
+        return self.get(job_id) if job_id else None
 
     def start(self, overrides: dict[str, Any] | None = None) -> JobOut:
         """Claim a job in the store and spawn its worker; 409 while a job runs anywhere."""

@@ -31,13 +31,15 @@ async def livez() -> Status:
 def readyz(request: Request) -> Status:
     """503 until start-up has loaded the index and caught up with the store's feed, and
     whenever the store cannot be reached or a change waits longer than
-    DOCBITS_READY_MAX_LAG_S to be applied here."""
+    DOCBITS_READY_MAX_LAG_S to be applied here (except while a new model's index loads)."""
     state = service_state(request)
     if state.follower.store_error is not None:
         raise ApiError(503, "unavailable", f"following the store: {state.follower.store_error}")
     feed = feed_info(state)
     bound = state.settings.ready_max_lag_s
-    if feed.lag_s > bound:
+    # Loading a new model's index, a process serves the old model whole, as every other does
+    # meanwhile: taking them all out of rotation at once would serve nothing.
+    if feed.lag_s > bound and state.follower.reloading != "model":
         raise ApiError(
             503,
             "unavailable",

@@ -143,7 +143,8 @@ async def _search_texts(
                 {"position": position},
             )
     check_caps(state, options)
-    await state.require_applied_async(options.min_seq)
+    if options.min_seq is not None:
+        await state.require_applied_async(options.min_seq)
     active = state.require_model()
     finish = partial(_rank_and_render, state, active, options, wanted, batch)
     return JSONBytesResponse(await state.search_queries(active, texts, finish))
