@@ -49,4 +49,7 @@ EXPOSE 8000
 # python rather than curl: the slim base image has no curl.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=4)"]
-ENTRYPOINT ["uvicorn", "docbits.service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# --http: uvicorn's httptools protocol, answering requests it cannot parse (a URL over 65,535
+# bytes, bytes that are not HTTP) in the API's JSON error shape, as `docbits serve` does.
+ENTRYPOINT ["uvicorn", "docbits.service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
+            "--http", "docbits.service.http_protocol:JSONErrorsHttpToolsProtocol"]

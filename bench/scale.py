@@ -2,8 +2,9 @@
 
 Usage: .venv/bin/python bench/scale.py --model DIR [--docs 1000000] [--backends sqlite postgres]
 
-Fills a store with `--docs` documents (short texts, three short metadata fields, codes of the
-model's length made by the model's fingerprint, so start-up has nothing to re-encode), then
+Fills a store with `--docs` documents (short texts, three short metadata fields, codes and
+rescoring forms of the model's length made by the model's fingerprint, so start-up has nothing
+to re-encode), then
 starts `docbits serve` over it and measures the seconds from the process start to `/readyz`
 answering 200, and the process's resident memory (VmRSS) once ready and after some searches.
 The same model over an empty store gives the baseline memory, so the page shows memory per
@@ -60,6 +61,7 @@ def fill(store_url: str | None, data_dir: Path, model: Path, docs: int, bits: in
     store = open_store(store_url, data_dir)
     rng = random.Random(5)
     codes = np.random.default_rng(5).integers(0, 256, size=(docs, bits // 8), dtype=np.uint8)
+    forms = np.random.default_rng(6).integers(-127, 128, size=(docs, bits), dtype=np.int8)
     started = time.perf_counter()
     try:
         for start in range(0, docs, BATCH):
@@ -75,6 +77,7 @@ def fill(store_url: str | None, data_dir: Path, model: Path, docs: int, bits: in
                         },
                         code=codes[number].tobytes(),
                         fingerprint=fingerprint,
+                        form=forms[number].tobytes(),
                     )
                     for number in range(start, min(start + BATCH, docs))
                 ]

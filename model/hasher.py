@@ -20,7 +20,8 @@ from docbits.model.autoencoders import SemanticHashingAutoencoder, SparseBatch, 
 from docbits.model.errors import ArtifactError, read_json_artifact
 from docbits.model.featurizer import VOCAB_FILE, Featurizer
 from docbits.model.graph import sublinear_tfidf
-from docbits.model.inference import FastEncoder
+from docbits.model.inference import FastEncoder, pack_codes
+from docbits.model.rescore import DEFAULT_FORM_SCALE, quantize
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -80,6 +81,10 @@ class Hasher:
             "fingerprint": self.fingerprint,
         }
         self.fast: FastEncoder | None = FastEncoder.build(featurizer, self.model, input_weighting)
+        # Clip range of the int8 rescoring forms, fixed at training time (older artifacts lack it).
+        self.form_scale: float = float(
+            self.config.get("rescore", {}).get("form_scale", DEFAULT_FORM_SCALE)
+        )
 
     def encode(self, texts: Sequence[str], batch_size: int = 2048) -> np.ndarray:
         """Packed codes uint8 (n, bits/8), bit i big-endian in byte i//8; same text, same code.
@@ -95,12 +100,7 @@ class Hasher:
 
     def encode_counts(self, counts: sp.csr_matrix, batch_size: int = 2048) -> np.ndarray:
         """Packed codes of documents given as term-count rows of this featurizer's vocabulary."""
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if self.input_weighting == "sublinear":
-            tfidf = sublinear_tfidf(counts, self.featurizer.idf)
-        else:
-            tfidf = self.featurizer.tfidf(counts=counts)
+        tfidf = self._encoder_input(counts, batch_size)
         if self.fast is not None:
             return self.fast.encode_tfidf(tfidf)
         parts = [np.zeros((0, self.bits // 8), dtype=np.uint8)]
@@ -109,6 +109,39 @@ class Hasher:
                 batch = SparseBatch.from_csr(tfidf[start : start + batch_size])
                 parts.append(np.packbits(self.model.encode_bits(batch).numpy(), axis=1))
         return np.concatenate(parts)
+
+    def encode_with_forms(
+        self, texts: Sequence[str], batch_size: int = 2048
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(packed codes, int8 forms (n, bits)) of texts: the form is the quantised code-layer
+        logits (`docbits.model.rescore.quantize`) that rescoring ranks candidates by. On the
+        compiled path both come from one pass, so a form's signs are its code's bits."""
+        logits = self.logits(texts, batch_size)
+        codes = pack_codes(logits) if self.fast is not None else self.encode(texts, batch_size)
+        return codes, quantize(logits, self.form_scale)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 2048) -> np.ndarray:
+        """Code-layer logits float32 (n, bits) of texts (bit i of the code is logit i > 0)."""
+        if self.fast is not None and len(texts) <= min(FAST_PATH_MAX_TEXTS, batch_size):
+            return self.fast.logits(texts)
+        tfidf = self._encoder_input(self.featurizer.counts(texts), batch_size)
+        if self.fast is not None:
+            return self.fast.logits_tfidf(tfidf)
+        parts = [np.zeros((0, self.bits), dtype=np.float32)]
+        with torch.inference_mode():
+            for start in range(0, tfidf.shape[0], batch_size):
+                batch = SparseBatch.from_csr(tfidf[start : start + batch_size])
+                logits = self.model.encoder(batch.indices, batch.offsets, batch.tfidf)
+                parts.append(logits.numpy().astype(np.float32))
+        return np.concatenate(parts)
+
+    def _encoder_input(self, counts: sp.csr_matrix, batch_size: int) -> sp.csr_matrix:
+        """The TF-IDF rows (plain or sublinear, as trained) the encoder reads for count rows."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.input_weighting == "sublinear":
+            return sublinear_tfidf(counts, self.featurizer.idf)
+        return self.featurizer.tfidf(counts=counts)
 
     def save(self, directory: Path) -> None:
         """Write config.json, vocab.json and model.safetensors into `directory`."""

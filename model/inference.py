@@ -9,9 +9,10 @@ logit near 0 can then flip its bit. This path computes each row on its own, in a
   operations, in the same order, as `Featurizer.tfidf` / `sublinear_tfidf` (scipy sums a CSR
   row's squares with `np.add.reduceat`, so this does too), so a text and its row of the general
   featurizer's matrix are equal bit for bit;
-- network: one numba kernel (`encode_rows`) runs the EmbeddingBag sum, the bias and every
+- network: one numba kernel (`logit_rows`) runs the EmbeddingBag sum, the bias and every
   (ReLU, Linear) layer for one row at a time, accumulating in float32 in input order; the bit
-  is `logit > 0` as in `SemanticHashingAutoencoder.encode_bits`.
+  is `logit > 0` as in `SemanticHashingAutoencoder.encode_bits`. The same logits, quantised
+  (`docbits.model.rescore.quantize`), are the compact form that rescoring ranks candidates by.
 
 It also avoids the fixed cost of scipy, autograd and `nn.Module` calls, most of a query's
 encode through torch's kernels (the A/B is on docs/results/service.md). Its logits equal the
@@ -38,7 +39,7 @@ INPUT_WEIGHTINGS = ("tfidf", "sublinear")
 
 
 def supported(model: SemanticHashingAutoencoder) -> bool:
-    """True when `model` encodes exactly as `encode_rows` computes.
+    """True when `model` encodes exactly as `logit_rows` computes.
 
     That is: the stock `encode_bits` (bit = logit > 0) and `Encoder.forward`; a float32
     EmbeddingBag in sum mode with no max_norm or padding index; then `upper` exactly ReLU,
@@ -67,7 +68,7 @@ def supported(model: SemanticHashingAutoencoder) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def encode_rows(
+def logit_rows(
     indptr: np.ndarray,
     indices: np.ndarray,
     weights: np.ndarray,
@@ -77,7 +78,8 @@ def encode_rows(
     layer_weights: np.ndarray,
     layer_biases: np.ndarray,
 ) -> np.ndarray:
-    """Bits (n, sizes[-1]) of n CSR rows: ReLU(Σ w·embedding[col] + input_bias), then layers.
+    """Logits (n, sizes[-1]) float32 of n CSR rows: ReLU(Σ w·embedding[col] + input_bias),
+    then the layers.
 
     Layer l maps sizes[l] → sizes[l+1] units; its weights are stored input-major (transposed
     from torch's (out, in)) one after another in `layer_weights`, its biases in `layer_biases`,
@@ -86,7 +88,7 @@ def encode_rows(
     """
     rows = indptr.shape[0] - 1
     widest = sizes.max()
-    bits = np.empty((rows, sizes[-1]), dtype=np.bool_)
+    logits = np.empty((rows, sizes[-1]), dtype=np.float32)
     current = np.empty(widest, dtype=np.float32)
     following = np.empty(widest, dtype=np.float32)
     first = sizes[0]
@@ -121,12 +123,13 @@ def encode_rows(
             weight_start += size_in * size_out
             bias_start += size_out
         for unit in range(sizes[-1]):
-            bits[row, unit] = current[unit] > 0.0
-    return bits
+            logits[row, unit] = current[unit]
+    return logits
 
 
 class FastEncoder:
-    """Packed codes of texts or TF-IDF rows through `encode_rows`, one row at a time."""
+    """Packed codes (and code-layer logits) of texts or TF-IDF rows through `logit_rows`, one
+    row at a time."""
 
     def __init__(
         self, featurizer: Featurizer, model: SemanticHashingAutoencoder, input_weighting: str
@@ -215,20 +218,34 @@ class FastEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Packed codes uint8 (n, bits/8) of texts."""
-        return self.encode_csr(*self.tfidf_rows(texts))
+        return pack_codes(self.logits(texts))
 
     def encode_tfidf(self, tfidf: sp.csr_matrix) -> np.ndarray:
         """Packed codes of TF-IDF rows (the featurizer's CSR matrix, float32)."""
+        return pack_codes(self.logits_tfidf(tfidf))
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Code-layer logits float32 (n, bits) of texts; bit i of the code is logit i > 0."""
+        return self.logits_csr(*self.tfidf_rows(texts))
+
+    def logits_tfidf(self, tfidf: sp.csr_matrix) -> np.ndarray:
+        """Code-layer logits of TF-IDF rows (the featurizer's CSR matrix, float32)."""
         tfidf = sp.csr_matrix(tfidf)
         if not tfidf.has_sorted_indices:
             tfidf = tfidf.sorted_indices()  # a copy: the caller's matrix stays as it was
-        return self.encode_csr(tfidf.indptr, tfidf.indices, tfidf.data)
+        return self.logits_csr(tfidf.indptr, tfidf.indices, tfidf.data)
 
     def encode_csr(
         self, indptr: np.ndarray, columns: np.ndarray, weights: np.ndarray
     ) -> np.ndarray:
         """Packed codes of CSR rows given as (indptr, sorted columns, float32 weights)."""
-        bits = encode_rows(
+        return pack_codes(self.logits_csr(indptr, columns, weights))
+
+    def logits_csr(
+        self, indptr: np.ndarray, columns: np.ndarray, weights: np.ndarray
+    ) -> np.ndarray:
+        """Code-layer logits float32 (n, bits) of CSR rows (indptr, sorted columns, weights)."""
+        return logit_rows(
             np.asarray(indptr, dtype=np.int64),
             np.asarray(columns, dtype=np.int64),
             np.asarray(weights, dtype=np.float32),
@@ -238,7 +255,11 @@ class FastEncoder:
             self.layer_weights,
             self.layer_biases,
         )
-        return np.packbits(bits, axis=1)
+
+
+def pack_codes(logits: np.ndarray) -> np.ndarray:
+    """Packed codes uint8 (n, bits/8) of logits: bit i is 1 exactly when logit i > 0."""
+    return np.packbits(logits > 0.0, axis=1)
 
 
 def _float32(parameter: nn.Parameter) -> np.ndarray:
@@ -250,7 +271,7 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels now rather than on the first search."""
     warm_up_term_counts()
     sizes = np.array([2, 2, 8], dtype=np.int64)
-    encode_rows(
+    logit_rows(
         np.array([0, 1], dtype=np.int64),
         np.array([0], dtype=np.int64),
         np.ones(1, dtype=np.float32),

@@ -29,6 +29,7 @@ from docbits.model.autoencoders import (
 from docbits.model.featurizer import Featurizer
 from docbits.model.graph import fit_spectral_teacher, sublinear_tfidf, teacher_plan
 from docbits.model.hasher import Hasher
+from docbits.model.rescore import form_scale
 
 VALIDATION_K = 100
 
@@ -145,6 +146,20 @@ def encode_matrix(
         rows = SparseBatch.from_csr(tfidf[start : start + batch_size]).to(device)
         parts.append(model.encode_bits(rows).cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, model.bits), dtype=bool)
+
+
+def logits_matrix(
+    model: SemanticHashingAutoencoder, tfidf: sp.csr_matrix, batch_size: int = 2048
+) -> np.ndarray:
+    """Code-layer logits float32 (n, b) of every row of a TF-IDF matrix, in eval mode."""
+    device = next(model.parameters()).device
+    parts = [np.zeros((0, model.bits), dtype=np.float32)]
+    with torch.no_grad():
+        for start in range(0, tfidf.shape[0], batch_size):
+            rows = SparseBatch.from_csr(tfidf[start : start + batch_size]).to(device)
+            logits = model.encoder(rows.indices, rows.offsets, rows.tfidf)
+            parts.append(logits.cpu().numpy().astype(np.float32))
+    return np.concatenate(parts)
 
 
 def tie_aware_overlap(distances: np.ndarray, relevant: np.ndarray, k: int) -> float:
@@ -366,6 +381,7 @@ def train(
         model.load_state_dict(best_state)
         model.cpu().eval()
         train_bits = encode_matrix(model, tfidf[train_rows])
+        train_logits = logits_matrix(model, tfidf[train_rows])
 
     lengths = np.diff(counts.indptr)
     info = {
@@ -393,6 +409,7 @@ def train(
             for key, value in bucket_statistics(np.packbits(train_bits, axis=1)).items()
             if key != "histogram"
         },
+        "rescore": {"form": "int8 code-layer logits", "form_scale": form_scale(train_logits)},
         "teacher": "none" if targets is None else config.teacher,
         "training_seconds": time.monotonic() - started,
         "versions": library_versions(),

@@ -8,13 +8,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
-from docbits.service.errors import StartupError, error_response, install_error_handlers
+from docbits.service.errors import StartupError, install_error_handlers
 from docbits.service.metrics import RequestMetricsMiddleware
 from docbits.service.query_string import warm_up as warm_up_query_string
-from docbits.service.routers import buckets, documents, health, metrics, model, search
+from docbits.service.request_rules import (
+    RequestBodyMiddleware,
+    check_query_string,
+    query_parameter_table,
+)
+from docbits.service.routers import buckets, docs, documents, health, metrics, model, page, search
 from docbits.service.routers.health import VERSION
 from docbits.service.schemas import ErrorResponse
 from docbits.service.settings import Settings
@@ -28,58 +34,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": ErrorResponse, "description": "Client error"},
     "5XX": {"model": ErrorResponse, "description": "Server error or unavailable"},
 }
-
-
-class BodySizeLimitMiddleware:
-    """Reads the raw body before the app parses it and answers 413 past `limit` bytes."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._too_large(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await self._too_large(scope, receive, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413,
-            "payload_too_large",
-            f"request body exceeds the limit of {self.limit} bytes",
-            {"max_request_bytes": self.limit},
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
 
 
 def refuse_open_exposure(settings: Settings) -> None:
@@ -145,6 +99,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         if settings.api_key is None:
             log.warning("no DOCBITS_API_KEY set: the API is open to anyone who can reach it")
         warm_up_query_string()
+        query_parameter_table(app)
         loader = threading.Thread(target=state.load, name="docbits-load", daemon=True)
         loader.start()
         try:
@@ -154,19 +109,27 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
             loader.join(timeout=30)
             state.close()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI that also serves the Swagger UI and ReDoc assets its package ships
+    # (at docs.ASSETS_URL); the docs router's pages use them, not a CDN.
+    app = FastAPIOffline(
+        docs_url=None,
+        redoc_url=None,
+        static_url=docs.ASSETS_URL,
         title="docbits",
         version=VERSION,
         summary="Semantic hashing: documents to short binary codes, codes to hash buckets.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        dependencies=[Depends(check_query_string)],
     )
     app.state.settings = settings
     app.state.service = state
     install_error_handlers(app)
-    for router in (search, documents, buckets, model, health, metrics):  # /similar before /{id}
+    # The search router comes before documents: /v1/documents/{id}/similar before /{id}.
+    for router in (search, documents, buckets, model, health, metrics, page, docs):
         app.include_router(router.router)
+    app.mount("/web", StaticFiles(directory=page.WEB_DIR), name="web")
     app.router.routes[:0] = search.HOT_ROUTES
-    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes)
+    app.add_middleware(RequestBodyMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app

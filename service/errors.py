@@ -11,24 +11,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docbits.index.store import DuplicateIdError, StoreFullError, StoreUnavailableError
+from docbits.service.query_string import QueryStringNotUTF8
 
 log = logging.getLogger("docbits.service")
 RETRY_AFTER_S = 1  # the hint sent with 503 answers that a retry soon may cure
 
-HTTP_CODE_NAMES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    500: "internal_error",
-    503: "unavailable",
-    507: "insufficient_storage",
-}
+# Codes of the HTTP errors Starlette and FastAPI raise themselves (routing, static files);
+# any other status would answer `http_error`.
+HTTP_CODE_NAMES = {404: "not_found", 405: "method_not_allowed"}
+# FastAPI's answer to a JSON body its parser gave up on with something else than a syntax
+# error (nesting too deep, a number too long to convert).
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
 class StartupError(RuntimeError):
@@ -72,8 +65,29 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details, headers | exc.headers)
 
 
+def _json_syntax_error(exc: RequestValidationError) -> JSONResponse | None:
+    """400 `invalid_json` with the line and column, for a body FastAPI could not decode."""
+    errors = exc.errors()
+    if len(errors) != 1 or errors[0]["type"] != "json_invalid":
+        return None
+    document = exc.body if isinstance(exc.body, str) else ""
+    position = errors[0]["loc"][-1] if isinstance(errors[0]["loc"][-1], int) else 0
+    line = document.count("\n", 0, position) + 1
+    column = position - document.rfind("\n", 0, position)
+    reason = errors[0].get("ctx", {}).get("error", "JSON decode error")
+    return error_response(
+        400,
+        "invalid_json",
+        f"invalid JSON at line {line} column {column}: {reason}",
+        {"line": line, "column": column, "position": position},
+    )
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    syntax = _json_syntax_error(exc)
+    if syntax is not None:
+        return syntax
     problems = [
         {"location": list(err.get("loc", ())), "message": err.get("msg", ""), "type": err["type"]}
         for err in exc.errors()
@@ -90,8 +104,24 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
+        cause = exc.__cause__
+        reason = "nested too deeply" if isinstance(cause, RecursionError) else str(cause)
+        reason = reason.split(";")[0]  # Python's advice after ";" is for the server, not the client
+        return error_response(400, "invalid_json", f"the JSON body cannot be parsed: {reason}")
     code = HTTP_CODE_NAMES.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _query_not_utf8(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QueryStringNotUTF8)
+    return error_response(
+        400,
+        "invalid_utf8",
+        f"the query string is not UTF-8 once percent-decoded, in {exc.part!r}: escape text as "
+        "UTF-8 bytes (é is %C3%A9, not %E9)",
+        {"where": "query", "part": exc.part},
+    )
 
 
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
@@ -136,6 +166,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DuplicateIdError, _duplicate_ids)
     app.add_exception_handler(StoreFullError, _store_full)
     app.add_exception_handler(StoreUnavailableError, _store_unavailable)
+    app.add_exception_handler(QueryStringNotUTF8, _query_not_utf8)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled_error)

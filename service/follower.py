@@ -63,8 +63,9 @@ class Follower:
 
     def start(self) -> None:
         """Follow the feed in a background thread until `stop`."""
-        self._thread = threading.Thread(target=self._run, name="docbits-follower", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="docbits-follower", daemon=True)
+        thread.start()
+        self._thread = thread
 
     def stop(self) -> None:
         self._stopping.set()

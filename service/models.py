@@ -14,6 +14,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +54,16 @@ class ActiveModel:
     @property
     def bits(self) -> int:
         return self.hasher.bits
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Codes and rescoring forms of query texts side by side, (n, bits/8 + bits) uint8:
+        split them with `split_query`."""
+        codes, forms = self.hasher.encode_with_forms(texts)
+        return np.hstack([codes, forms.view(np.uint8)])
+
+    def split_query(self, row: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """(code, int8 form) of one row of `encode_queries`."""
+        return row[: self.bits // 8].tobytes(), row[self.bits // 8 :].view(np.int8)
 
 
 def load_hasher(path: Path, torch_threads: int | None = None) -> Hasher:
@@ -150,20 +161,22 @@ def active_model(store: DocumentStore, hasher: Hasher) -> ActiveModel:
 
 
 class PendingCodes:
-    """Codes computed for a switch, by id, kept up to date with the feed until the flip."""
+    """Codes and rescoring forms computed for a switch, by id, kept up to date with the feed
+    until the flip."""
 
     def __init__(self, store: DocumentStore, hasher: Hasher, batch_size: int) -> None:
         self.store, self.hasher, self.batch_size = store, hasher, batch_size
         self.position = store.last_seq()  # read before the texts: later changes are in the feed
-        self.codes: dict[str, bytes] = {}
-        self.add(store.ids_without_code(hasher.fingerprint))
+        self.encoded: dict[str, tuple[bytes, bytes]] = {}
+        self.add(store.ids_without_code(hasher.fingerprint, form=True))
 
     def add(self, ids: list[str]) -> None:
         """Encode the stored texts of `ids` (forgetting those no longer stored)."""
-        found, codes = encode_ids(self.store, self.hasher, ids, self.batch_size)
+        found, codes, forms = encode_ids(self.store, self.hasher, ids, self.batch_size)
         for doc_id in set(ids) - set(found):
-            self.codes.pop(doc_id, None)
-        self.codes.update(zip(found, (row.tobytes() for row in codes), strict=True))
+            self.encoded.pop(doc_id, None)
+        pairs = ((code.tobytes(), form.tobytes()) for code, form in zip(codes, forms, strict=True))
+        self.encoded.update(zip(found, pairs, strict=True))
 
     def follow_feed(self) -> bool:
         """Re-encode what was written or deleted since; False if the model is already active
@@ -172,7 +185,7 @@ class PendingCodes:
         while changes := self.store.changes_since(self.position):
             for change in changes:
                 if change.kind == DELETE:
-                    self.codes.pop(change.id, None)
+                    self.encoded.pop(change.id, None)
                     changed.pop(change.id, None)
                 elif change.kind == UPSERT:
                     changed[change.id] = None
@@ -182,11 +195,17 @@ class PendingCodes:
         self.add(list(changed))
         return True
 
-    def arrays(self) -> tuple[list[str], np.ndarray]:
-        ids = list(self.codes)
-        width = self.hasher.bits // 8
-        packed = np.frombuffer(b"".join(self.codes.values()), dtype=np.uint8)
-        return ids, packed.reshape(len(ids), width)
+    def arrays(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(ids, codes, forms) as `switch_model` takes them."""
+        ids = list(self.encoded)
+        bits = self.hasher.bits
+        codes = b"".join(code for code, _ in self.encoded.values())
+        forms = b"".join(form for _, form in self.encoded.values())
+        return (
+            ids,
+            np.frombuffer(codes, dtype=np.uint8).reshape(len(ids), bits // 8),
+            np.frombuffer(forms, dtype=np.int8).reshape(len(ids), bits),
+        )
 
 
 def switch_to(store: DocumentStore, hasher: Hasher, encode_batch_size: int) -> int:
@@ -196,16 +215,16 @@ def switch_to(store: DocumentStore, hasher: Hasher, encode_batch_size: int) -> i
     if store.get_setting(ACTIVE_MODEL_SETTING) == fingerprint:
         return encode_missing(store, hasher, encode_batch_size)
     pending = PendingCodes(store, hasher, encode_batch_size)
-    log.info("switching to model %s: %d to encode", fingerprint[:12], len(pending.codes))
+    log.info("switching to model %s: %d to encode", fingerprint[:12], len(pending.encoded))
     deadline = time.monotonic() + SWITCH_DEADLINE_S
     attempts = 0
     while time.monotonic() < deadline:
         attempts += 1
         if not pending.follow_feed():
             return encode_missing(store, hasher, encode_batch_size)
-        ids, codes = pending.arrays()
+        ids, codes, forms = pending.arrays()
         try:
-            seq = store.switch_model(fingerprint, ids, codes, expect_seq=pending.position)
+            seq = store.switch_model(fingerprint, ids, codes, forms, expect_seq=pending.position)
         except FeedMovedError:
             continue
         log.info("switched to model %s at feed position %d (%d re-encoded)", fingerprint[:12],
@@ -218,29 +237,33 @@ def switch_to(store: DocumentStore, hasher: Hasher, encode_batch_size: int) -> i
 
 
 def encode_missing(store: DocumentStore, hasher: Hasher, encode_batch_size: int) -> int:
-    """Encode documents lacking the active model's code (none, unless written around an earlier
-    switch by a process that did not check the model); returns the feed position."""
-    ids, codes = encode_ids(
-        store, hasher, store.ids_without_code(hasher.fingerprint), encode_batch_size
-    )
+    """Encode documents lacking the active model's code or rescoring form (none, unless written
+    before forms existed or by a process that did not check the model); returns the feed
+    position."""
+    missing = store.ids_without_code(hasher.fingerprint, form=True)
+    ids, codes, forms = encode_ids(store, hasher, missing, encode_batch_size)
     if not ids:
         return store.last_seq()
-    log.info("encoding %d documents that had no current code", len(ids))
+    log.info("encoding %d documents that had no current code or form", len(ids))
     try:
-        return store.set_codes(ids, codes, hasher.fingerprint, check_model=True)
+        return store.set_codes(ids, codes, hasher.fingerprint, check_model=True, forms=forms)
     except ModelChangedError:  # another switch came first: it encoded them
         return store.last_seq()
 
 
 def encode_ids(
     store: DocumentStore, hasher: Hasher, ids: list[str], batch_size: int
-) -> tuple[list[str], np.ndarray]:
-    """Codes of the stored documents among `ids`, read and encoded `batch_size` at a time."""
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids, codes, rescoring forms) of the stored documents among `ids`, read and encoded
+    `batch_size` at a time."""
     done_ids: list[str] = []
-    chunks: list[np.ndarray] = [np.zeros((0, hasher.bits // 8), dtype=np.uint8)]
+    codes = [np.zeros((0, hasher.bits // 8), dtype=np.uint8)]
+    forms = [np.zeros((0, hasher.bits), dtype=np.int8)]
     for start in range(0, len(ids), batch_size):
         found = store.get_many(ids[start : start + batch_size])
         batch = [found[doc_id] for doc_id in ids[start : start + batch_size] if doc_id in found]
-        chunks.append(hasher.encode([doc.text for doc in batch]))
+        batch_codes, batch_forms = hasher.encode_with_forms([doc.text for doc in batch])
+        codes.append(batch_codes)
+        forms.append(batch_forms)
         done_ids.extend(doc.id for doc in batch)
-    return done_ids, np.concatenate(chunks)
+    return done_ids, np.concatenate(codes), np.concatenate(forms)

@@ -190,6 +190,12 @@ class SearchOptions(BaseModel):
     limit: int = Field(10, ge=1)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
     nearest: bool = Field(False, description="Return the `limit` nearest, whatever the radius.")
+    rescore: bool = Field(
+        True,
+        description="With `nearest`: take 4 × the page's candidates from the codes and re-rank "
+        "them by the documents' rescoring forms (`form_score`); false ranks by Hamming distance "
+        "alone. Radius searches always rank by Hamming distance.",
+    )
     include_text: bool = Field(False, description="Full text instead of a snippet.")
     min_seq: int | None = Field(None, ge=0, description=MIN_SEQ_DESCRIPTION)
 
@@ -223,6 +229,11 @@ class Hit(BaseModel):
     id: DocumentId
     distance: int
     score: float
+    form_score: float | None = Field(
+        None,
+        description="Cosine of the document's rescoring form with the query's, what a "
+        "rescored `nearest` search ranks by (null when not rescored).",
+    )
     metadata: dict[str, Any]
     text: str | None = None
     snippet: str | None = None

@@ -314,8 +314,9 @@ class ServiceState:
     async def search_queries(
         self, active: ActiveModel, texts: Sequence[str], finish: Callable[[np.ndarray], T]
     ) -> T:
-        """`finish(codes)` run in the worker thread right after the batch's shared encode."""
-        return await self._query_batcher.run(active.hasher.encode, texts, finish)
+        """`finish(rows of active.encode_queries)` run in the worker thread right after the
+        batch's shared encode."""
+        return await self._query_batcher.run(active.encode_queries, texts, finish)
 
 
 def trained_documents(active: ActiveModel) -> int | None:

@@ -58,7 +58,7 @@ def ingest(state: ServiceState, docs: list[NewDocument], insert_only: bool) -> I
     texts = [doc.text for doc in docs]
     for _ in range(ENCODE_ATTEMPTS):
         active = state.active
-        codes = active.hasher.encode(texts) if active else None
+        codes, forms = active.hasher.encode_with_forms(texts) if active else (None, None)
         fingerprint = active.fingerprint if active else None
         stored = [
             StoredDocument(
@@ -67,6 +67,7 @@ def ingest(state: ServiceState, docs: list[NewDocument], insert_only: bool) -> I
                 metadata=doc.metadata,
                 code=bytes(codes[row]) if codes is not None else None,
                 fingerprint=fingerprint,
+                form=forms[row].tobytes() if forms is not None else None,
             )
             for row, doc in enumerate(docs)
         ]

@@ -10,7 +10,10 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from docbits.service.cli import COMMANDS, build_parser
+from docbits.service.errors import HTTP_CODE_NAMES
 from docbits.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +91,9 @@ def test_wheel_holds_only_the_docbits_namespace(tmp_path: Path) -> None:
     assert top_level == {"docbits"}, top_level
     assert "docbits/service/app.py" in names
     assert "docbits/index/__init__.py" in names
+    page_files = {f"docbits/service/web/{path.name}" for path in (ROOT / "service/web").iterdir()}
+    assert {"docbits/service/web/index.html", "docbits/service/web/app.js"} <= page_files
+    assert page_files <= set(names), page_files - set(names)
 
 
 def test_image_receives_every_package() -> None:
@@ -97,6 +103,16 @@ def test_image_receives_every_package() -> None:
     for folder in sorted(folders):
         assert f"COPY {folder} ./{folder}\n" in dockerfile, folder
         assert f"!{folder}/" in dockerignore, folder
+
+
+def test_ci_installs_the_browser_the_page_tests_drive() -> None:
+    from tests.browser import CHROMIUM
+
+    ci = read(".ci/run")
+    install = ci.index("apt-get install -y -qq chromium")
+    assert f"[ ! -x {CHROMIUM} ]" in ci and install < ci.index("\nmake test")
+    dev = pyproject()["project"]["optional-dependencies"]["dev"]
+    assert any(dep.startswith("playwright") for dep in dev)
 
 
 def test_quick_start_is_two_make_targets_and_ci_runs_the_test_one() -> None:
@@ -121,15 +137,61 @@ def test_readme_documents_every_setting_and_command() -> None:
         assert f"docbits {name}" in readme, name
 
 
-def test_readme_lists_every_serve_flag() -> None:
-    readme = read("README.md")
+def serve_flags() -> dict[str, str]:
+    """DOCBITS_* variable -> the `docbits serve` flag that sets it, from the parser itself."""
     commands = next(a for a in build_parser()._actions if a.dest == "command")
-    flags = [
-        flag
+    prefix = Settings.model_config["env_prefix"]
+    flags = {
+        f"{prefix}{action.dest.upper()}": action.option_strings[-1]
         for action in commands.choices["serve"]._actions
-        for flag in action.option_strings
-        if flag.startswith("--") and flag != "--help"
-    ]
-    assert flags
-    missing = [flag for flag in flags if f"`{flag}`" not in readme]
-    assert not missing, f"README's configuration table lacks the serve flags {missing}"
+        if action.option_strings and action.dest != "help"
+    }
+    assert flags and set(flags) <= {f"{prefix}{name.upper()}" for name in Settings.model_fields}
+    return flags
+
+
+def configuration_table(document: str) -> dict[str, str]:
+    """Variable -> flag cell of the markdown table under a document's `## Configuration`."""
+    section = read(document).split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and re.fullmatch(r"`DOCBITS_[A-Z0-9_]+`", cells[0]):
+            rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/api.md"])
+def test_configuration_tables_agree_with_docbits_serve(document: str) -> None:
+    """Each table lists every setting once, with exactly the flag `docbits serve --help` has."""
+    table = configuration_table(document)
+    prefix = Settings.model_config["env_prefix"]
+    assert set(table) == {f"{prefix}{name.upper()}" for name in Settings.model_fields}
+    flags = serve_flags()
+    wrong = {
+        variable: cell
+        for variable, cell in table.items()
+        if cell != (f"`{flags[variable]}`" if variable in flags else "—")
+    }
+    assert not wrong, f"{document}'s configuration table disagrees with docbits serve: {wrong}"
+
+
+def codes_the_service_sends() -> set[str]:
+    """Every error code written as a literal in the service's source, and the framework's."""
+    literal = re.compile(
+        r'(?:ApiError|error_response)\(\s*\d{3},\s*"([a-z_]+)"|"code": "([a-z_]+)"'
+    )
+    codes = set(HTTP_CODE_NAMES.values()) | {"http_error"}
+    for source in (ROOT / "service").rglob("*.py"):
+        for match in literal.finditer(source.read_text(encoding="utf-8")):
+            codes.add(match.group(1) or match.group(2))
+    return codes
+
+
+def test_api_docs_list_every_error_code() -> None:
+    section = read("docs/api.md").split("- **Errors**", 1)[1].split("- **Auth**", 1)[0]
+    documented = set(re.findall(r"^  \| [^|]+ \| `([a-z_]+)` \|", section, re.MULTILINE))
+    sent = codes_the_service_sends()
+    assert {"uri_too_long", "invalid_json", "unknown_parameter", "no_model"} <= sent
+    assert not sent - documented, f"docs/api.md's error table lacks {sent - documented}"
+    assert not documented - sent, f"docs/api.md documents codes never sent: {documented - sent}"

@@ -47,13 +47,15 @@ MODEL_CONFIG_FILE, MODEL_VOCAB_FILE, MODEL_WEIGHTS_FILE = (
 
 @dataclass
 class StoredDocument:
-    """One document as stored; `code` is None until a model has encoded it."""
+    """One document as stored; `code` is None until a model has encoded it. `form` (written
+    with the code, read only through `get_forms`) is the model's int8 rescoring form."""
 
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
     code: bytes | None = None
     fingerprint: str | None = None
+    form: bytes | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -299,6 +301,10 @@ class DocumentStore(ABC):
         return {doc_id: doc.metadata for doc_id, doc in self.get_many(ids).items()}
 
     @abstractmethod
+    def get_forms(self, ids: Sequence[str], fingerprint: str) -> dict[str, bytes]:
+        """The rescoring forms that `fingerprint` made for documents among `ids`, keyed by id."""
+
+    @abstractmethod
     def delete(self, ids: Sequence[str]) -> Deleted:
         """Delete atomically; returns the ids that existed (in the order given) and the position."""
 
@@ -322,15 +328,23 @@ class DocumentStore(ABC):
         """(ids, (n, b/8) uint8 codes) of documents coded by `fingerprint`, in insertion order."""
 
     @abstractmethod
-    def ids_without_code(self, fingerprint: str) -> list[str]:
-        """Ids whose code is missing or was made by another model, in insertion order."""
+    def ids_without_code(self, fingerprint: str, *, form: bool = False) -> list[str]:
+        """Ids whose code is missing or was made by another model (with `form`, also those
+        with no rescoring form), in insertion order."""
 
     @abstractmethod
     def set_codes(
-        self, ids: Sequence[str], codes: np.ndarray, fingerprint: str, *, check_model: bool = False
+        self,
+        ids: Sequence[str],
+        codes: np.ndarray,
+        fingerprint: str,
+        *,
+        check_model: bool = False,
+        forms: np.ndarray | None = None,
     ) -> int:
-        """Store codes for existing documents atomically (unknown ids raise StoreError); with
-        `check_model`, only if `fingerprint` is the active model. Returns the feed position."""
+        """Store codes (and rescoring forms, an int8 (n, bits) array) for existing documents
+        atomically (unknown ids raise StoreError); with `check_model`, only if `fingerprint` is
+        the active model. Returns the feed position."""
 
     @abstractmethod
     def switch_model(
@@ -338,10 +352,12 @@ class DocumentStore(ABC):
         fingerprint: str,
         ids: Sequence[str],
         codes: np.ndarray,
+        forms: np.ndarray | None = None,
         *,
         expect_seq: int | None = None,
     ) -> int:
-        """In one transaction, store these codes and make `fingerprint` the active model.
+        """In one transaction, store these codes (and forms) and make `fingerprint` the active
+        model.
 
         The feed gets one `model` change (not one per code): a follower rebuilds its index from
         `iter_codes(fingerprint)` when it reaches it. With `expect_seq`, raise FeedMovedError
@@ -513,6 +529,7 @@ class DocumentRow(NamedTuple):
     metadata: str
     code: bytes | None
     fingerprint: str | None
+    form: bytes | None
 
 
 def document_rows(docs: Sequence[StoredDocument], insert_only: bool) -> list[DocumentRow]:
@@ -548,8 +565,11 @@ def _document_row(doc: StoredDocument) -> DocumentRow:
         metadata = json.dumps(doc.metadata, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise ValueError(f"document {doc.id!r}: metadata is not valid JSON: {error}") from None
+    if doc.form is not None and doc.code is None:
+        raise ValueError(f"document {doc.id!r}: a rescoring form needs a code")
     code = None if doc.code is None else bytes(doc.code)
-    return DocumentRow(doc.id, doc.text, metadata, code, doc.fingerprint)
+    form = None if doc.form is None else bytes(doc.form)
+    return DocumentRow(doc.id, doc.text, metadata, code, doc.fingerprint, form)
 
 
 def stored_document(
@@ -573,8 +593,11 @@ def stored_document(
     )
 
 
-def code_rows(ids: Sequence[str], codes: np.ndarray) -> list[tuple[str, bytes]]:
-    """Validate a code batch: unique ids, a uint8 (len(ids), b/8) array; returns (id, code)."""
+def code_rows(
+    ids: Sequence[str], codes: np.ndarray, forms: np.ndarray | None = None
+) -> list[tuple[str, bytes, bytes | None]]:
+    """Validate a code batch: unique ids, a uint8 (len(ids), b/8) array and, if given, int8
+    (len(ids), b) forms; returns (id, code, form)."""
     array = np.asarray(codes)
     if array.dtype != np.uint8 or array.ndim != 2 or len(array) != len(ids):
         raise ValueError(
@@ -583,7 +606,18 @@ def code_rows(ids: Sequence[str], codes: np.ndarray) -> list[tuple[str, bytes]]:
         )
     if len(set(ids)) != len(ids):
         raise ValueError("ids must be unique within one code batch")
-    return [(doc_id, row.tobytes()) for doc_id, row in zip(ids, array, strict=True)]
+    if forms is None:
+        return [(doc_id, row.tobytes(), None) for doc_id, row in zip(ids, array, strict=True)]
+    forms = np.asarray(forms)
+    if forms.dtype != np.int8 or forms.shape != (len(ids), 8 * array.shape[1]):
+        raise ValueError(
+            f"forms must be an int8 array of shape ({len(ids)}, {8 * array.shape[1]}), got "
+            f"{forms.dtype} {forms.shape}"
+        )
+    return [
+        (doc_id, row.tobytes(), form.tobytes())
+        for doc_id, row, form in zip(ids, array, forms, strict=True)
+    ]
 
 
 def packed_codes(fingerprint: str, codes: Sequence[bytes]) -> np.ndarray:

@@ -131,6 +131,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX training_jobs_one_running ON training_jobs (status) "
         "WHERE status = 'running'",
     ),
+    (  # 2: documents get `form`, the int8 rescoring form written with the code
+        "ALTER TABLE documents ADD COLUMN form BYTEA",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -286,17 +289,18 @@ class PostgresStore(DocumentStore):
         codes = [row.code for row in rows]
         fingerprints = [row.fingerprint for row in rows]
         columns = [ids, [row.text for row in rows], [row.metadata for row in rows], codes]
+        forms = [row.form for row in rows]
         # New documents take the number of their own change as their position.
         insert = (
-            f"INSERT INTO documents (position, {DOCUMENT_COLUMNS}) "
-            "SELECT %s + d.ord, d.id, d.text, d.metadata, d.code, d.fingerprint, t.now, t.now "
-            "FROM (SELECT extract(epoch FROM now()) AS now) t, "
-            "unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[]) "
-            "WITH ORDINALITY AS d(id, text, metadata, code, fingerprint, ord) ORDER BY d.ord"
+            f"INSERT INTO documents (position, {DOCUMENT_COLUMNS}, form) "
+            "SELECT %s + d.ord, d.id, d.text, d.metadata, d.code, d.fingerprint, t.now, t.now, "
+            "d.form FROM (SELECT extract(epoch FROM now()) AS now) t, "
+            "unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[], %s::bytea[]) "
+            "WITH ORDINALITY AS d(id, text, metadata, code, fingerprint, form, ord) ORDER BY d.ord"
         )
         update = (
             " ON CONFLICT (id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
-            "code = excluded.code, fingerprint = excluded.fingerprint, "
+            "code = excluded.code, fingerprint = excluded.fingerprint, form = excluded.form, "
             "updated_at = excluded.updated_at"
         )
 
@@ -308,7 +312,7 @@ class PostgresStore(DocumentStore):
                 if duplicates:
                     raise DuplicateIdError(sorted(duplicates))
             connection.execute(
-                insert + ("" if insert_only else update), [last, *columns, fingerprints]
+                insert + ("" if insert_only else update), [last, *columns, fingerprints, forms]
             )
             return _append_changes(connection, last, UPSERT, ids, codes, fingerprints)
 
@@ -325,6 +329,15 @@ class PostgresStore(DocumentStore):
             f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ANY(%s::text[])", [list(ids)]
         )
         return {row[0]: stored_document(*row) for row in rows}
+
+    def get_forms(self, ids: Sequence[str], fingerprint: str) -> dict[str, bytes]:
+        """The rescoring forms that `fingerprint` made for documents among `ids`, keyed by id."""
+        rows = self._read(
+            "SELECT id, form FROM documents WHERE id = ANY(%s::text[]) AND form IS NOT NULL "
+            "AND fingerprint = %s",
+            [list(ids), fingerprint],
+        )
+        return {doc_id: bytes(form) for doc_id, form in rows}
 
     def get_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The metadata of the documents that exist among `ids`, keyed by id."""
@@ -393,20 +406,29 @@ class PostgresStore(DocumentStore):
             _, ids, codes = zip(*rows, strict=True)
             yield list(ids), packed_codes(fingerprint, codes)
 
-    def ids_without_code(self, fingerprint: str) -> list[str]:
-        """Ids whose code is missing or made by another model, in insertion order."""
+    def ids_without_code(self, fingerprint: str, *, form: bool = False) -> list[str]:
+        """Ids whose code (or, with `form`, rescoring form) is missing or made by another
+        model, in insertion order."""
+        missing = "code IS NULL OR form IS NULL" if form else "code IS NULL"
         rows = self._read(
-            "SELECT id FROM documents WHERE code IS NULL OR fingerprint IS DISTINCT FROM %s "
+            f"SELECT id FROM documents WHERE {missing} OR fingerprint IS DISTINCT FROM %s "
             "ORDER BY position",
             [fingerprint],
         )
         return [row[0] for row in rows]
 
     def set_codes(
-        self, ids: Sequence[str], codes: np.ndarray, fingerprint: str, *, check_model: bool = False
+        self,
+        ids: Sequence[str],
+        codes: np.ndarray,
+        fingerprint: str,
+        *,
+        check_model: bool = False,
+        forms: np.ndarray | None = None,
     ) -> int:
-        """Store codes for existing documents atomically; unknown ids raise StoreError."""
-        updates = code_rows(ids, codes)
+        """Store codes (and forms) for existing documents atomically; unknown ids raise
+        StoreError."""
+        updates = code_rows(ids, codes, forms)
 
         def work(connection: psycopg.Connection, last: int) -> int:
             if check_model:
@@ -414,8 +436,8 @@ class PostgresStore(DocumentStore):
                 if active != fingerprint:
                     raise ModelChangedError(fingerprint, active)
             _write_codes(connection, updates, fingerprint)
-            ids = [doc_id for doc_id, _ in updates]
-            packed = [code for _, code in updates]
+            ids = [doc_id for doc_id, _, _ in updates]
+            packed = [code for _, code, _ in updates]
             fingerprints = [fingerprint] * len(ids)
             return _append_changes(connection, last, UPSERT, ids, packed, fingerprints)
 
@@ -426,12 +448,13 @@ class PostgresStore(DocumentStore):
         fingerprint: str,
         ids: Sequence[str],
         codes: np.ndarray,
+        forms: np.ndarray | None = None,
         *,
         expect_seq: int | None = None,
     ) -> int:
-        """In one transaction, store these codes and set the active model (one `model` change),
-        if the feed is still at `expect_seq` (when given)."""
-        updates = code_rows(ids, codes)
+        """In one transaction, store these codes (and forms) and set the active model (one
+        `model` change), if the feed is still at `expect_seq` (when given)."""
+        updates = code_rows(ids, codes, forms)
 
         def work(connection: psycopg.Connection, last: int) -> int:
             if expect_seq is not None and last != expect_seq:
@@ -712,14 +735,17 @@ def _existing(connection: psycopg.Connection, ids: Sequence[str]) -> set[str]:
 
 
 def _write_codes(
-    connection: psycopg.Connection, updates: list[tuple[str, bytes]], fingerprint: str
+    connection: psycopg.Connection,
+    updates: list[tuple[str, bytes, bytes | None]],
+    fingerprint: str,
 ) -> None:
-    """Apply (id, code) updates; StoreError (rolling back) on unknown ids."""
-    ids = [doc_id for doc_id, _ in updates]
+    """Apply (id, code, form) updates; StoreError (rolling back) on unknown ids."""
+    ids = [doc_id for doc_id, _, _ in updates]
     updated = connection.execute(
-        "UPDATE documents SET code = u.code, fingerprint = %s "
-        "FROM unnest(%s::text[], %s::bytea[]) AS u(id, code) WHERE documents.id = u.id",
-        [fingerprint, ids, [code for _, code in updates]],
+        "UPDATE documents SET code = u.code, form = u.form, fingerprint = %s "
+        "FROM unnest(%s::text[], %s::bytea[], %s::bytea[]) AS u(id, code, form) "
+        "WHERE documents.id = u.id",
+        [fingerprint, ids, [code for _, code, _ in updates], [form for _, _, form in updates]],
     ).rowcount
     if updated != len(updates):
         unknown = sorted(set(ids) - _existing(connection, ids))

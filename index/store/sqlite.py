@@ -145,10 +145,16 @@ def _migrate_3_feed_models_jobs(connection: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_4_add_forms(connection: sqlite3.Connection) -> None:
+    """Version 4: documents get `form`, the int8 rescoring form written with the code."""
+    connection.execute("ALTER TABLE documents ADD COLUMN form BLOB")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_1_create_tables,
     _migrate_2_add_updated_at,
     _migrate_3_feed_models_jobs,
+    _migrate_4_add_forms,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -253,12 +259,16 @@ class SQLiteStore(DocumentStore):
         with _translated_errors():
             return self._connection().execute(sql, parameters).fetchall()
 
-    def _in_chunks(self, sql: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
-        """Run `sql` (with one `{marks}` IN list) over `ids` in chunks, concatenating rows."""
+    def _in_chunks(
+        self, sql: str, ids: Sequence[str], after: Sequence[Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Run `sql` (with one `{marks}` IN list, then the parameters `after`) over `ids` in
+        chunks, concatenating rows."""
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(ids), IN_CLAUSE_CHUNK):
             chunk = list(ids[start : start + IN_CLAUSE_CHUNK])
-            rows.extend(self._query(sql.format(marks=",".join("?" * len(chunk))), chunk))
+            sql_chunk = sql.format(marks=",".join("?" * len(chunk)))
+            rows.extend(self._query(sql_chunk, [*chunk, *after]))
         return rows
 
     # ---- documents -----------------------------------------------------------------------
@@ -282,9 +292,10 @@ class SQLiteStore(DocumentStore):
                 if duplicates:
                     raise DuplicateIdError(sorted(duplicates))
             connection.executemany(
-                f"INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO documents (id, text, metadata, code, fingerprint, form, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET text = excluded.text, "
-                "metadata = excluded.metadata, code = excluded.code, "
+                "metadata = excluded.metadata, code = excluded.code, form = excluded.form, "
                 "fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
                 [(*row, now, now) for row in rows],
             )
@@ -310,6 +321,16 @@ class SQLiteStore(DocumentStore):
             "SELECT id, metadata FROM documents WHERE id IN ({marks})", list(set(ids))
         )
         return {doc_id: json.loads(metadata) for doc_id, metadata in rows}
+
+    def get_forms(self, ids: Sequence[str], fingerprint: str) -> dict[str, bytes]:
+        """The rescoring forms that `fingerprint` made for documents among `ids`, keyed by id."""
+        rows = self._in_chunks(
+            "SELECT id, form FROM documents WHERE id IN ({marks}) AND form IS NOT NULL "
+            "AND fingerprint = ?",
+            list(set(ids)),
+            [fingerprint],
+        )
+        return {doc_id: bytes(form) for doc_id, form in rows}
 
     def delete(self, ids: Sequence[str]) -> Deleted:
         """Delete atomically; returns the ids that existed, in the order given."""
@@ -367,19 +388,28 @@ class SQLiteStore(DocumentStore):
             _, ids, codes = zip(*rows, strict=True)
             yield list(ids), packed_codes(fingerprint, codes)
 
-    def ids_without_code(self, fingerprint: str) -> list[str]:
-        """Ids whose code is missing or made by another model, in insertion order."""
+    def ids_without_code(self, fingerprint: str, *, form: bool = False) -> list[str]:
+        """Ids whose code (or, with `form`, rescoring form) is missing or made by another
+        model, in insertion order."""
+        missing = "code IS NULL OR form IS NULL" if form else "code IS NULL"
         rows = self._query(
-            "SELECT id FROM documents WHERE code IS NULL OR fingerprint IS NOT ? ORDER BY seq",
+            f"SELECT id FROM documents WHERE {missing} OR fingerprint IS NOT ? ORDER BY seq",
             [fingerprint],
         )
         return [row[0] for row in rows]
 
     def set_codes(
-        self, ids: Sequence[str], codes: np.ndarray, fingerprint: str, *, check_model: bool = False
+        self,
+        ids: Sequence[str],
+        codes: np.ndarray,
+        fingerprint: str,
+        *,
+        check_model: bool = False,
+        forms: np.ndarray | None = None,
     ) -> int:
-        """Store codes for existing documents atomically; unknown ids raise StoreError."""
-        updates = code_rows(ids, codes)
+        """Store codes (and forms) for existing documents atomically; unknown ids raise
+        StoreError."""
+        updates = code_rows(ids, codes, forms)
         now = time.time()
         with self._transaction() as connection:
             if check_model:
@@ -388,7 +418,9 @@ class SQLiteStore(DocumentStore):
                     raise ModelChangedError(fingerprint, active)
             self._write_codes(connection, updates, fingerprint)
             return _append_changes(
-                connection, [(UPSERT, doc_id, code, fingerprint) for doc_id, code in updates], now
+                connection,
+                [(UPSERT, doc_id, code, fingerprint) for doc_id, code, _ in updates],
+                now,
             )
 
     def switch_model(
@@ -396,12 +428,13 @@ class SQLiteStore(DocumentStore):
         fingerprint: str,
         ids: Sequence[str],
         codes: np.ndarray,
+        forms: np.ndarray | None = None,
         *,
         expect_seq: int | None = None,
     ) -> int:
-        """In one transaction, store these codes and set the active model (one `model` change),
-        if the feed is still at `expect_seq` (when given)."""
-        updates = code_rows(ids, codes)
+        """In one transaction, store these codes (and forms) and set the active model (one
+        `model` change), if the feed is still at `expect_seq` (when given)."""
+        updates = code_rows(ids, codes, forms)
         with self._transaction() as connection:
             last = _last_seq(connection)
             if expect_seq is not None and last != expect_seq:
@@ -589,16 +622,18 @@ class SQLiteStore(DocumentStore):
 
     @staticmethod
     def _write_codes(
-        connection: sqlite3.Connection, updates: list[tuple[str, bytes]], fingerprint: str
+        connection: sqlite3.Connection,
+        updates: list[tuple[str, bytes, bytes | None]],
+        fingerprint: str,
     ) -> None:
-        """Apply (id, code) updates; StoreError (rolling back) on unknown ids."""
+        """Apply (id, code, form) updates; StoreError (rolling back) on unknown ids."""
         cursor = connection.executemany(
-            "UPDATE documents SET code = ?, fingerprint = ? WHERE id = ?",
-            [(code, fingerprint, doc_id) for doc_id, code in updates],
+            "UPDATE documents SET code = ?, form = ?, fingerprint = ? WHERE id = ?",
+            [(code, form, fingerprint, doc_id) for doc_id, code, form in updates],
         )
         if cursor.rowcount != len(updates):
-            known = SQLiteStore._existing(connection, [doc_id for doc_id, _ in updates])
-            unknown = sorted({doc_id for doc_id, _ in updates} - known)
+            known = SQLiteStore._existing(connection, [doc_id for doc_id, _, _ in updates])
+            unknown = sorted({doc_id for doc_id, _, _ in updates} - known)
             raise StoreError(f"cannot set codes of unknown document(s): {unknown[:10]}")
 
 

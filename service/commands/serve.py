@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from docbits.index.store import StoreError
     from docbits.service.app import build_state, create_app, refuse_open_exposure
     from docbits.service.errors import StartupError
+    from docbits.service.http_protocol import JSONErrorsHttpToolsProtocol
 
     settings = settings_from_args(args)
     logging.basicConfig(
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         workers=settings.workers,
+        http=JSONErrorsHttpToolsProtocol,
     )
     return 0
 

@@ -43,14 +43,14 @@ def _hits_bodies(
 
     Plain dicts in the schema's field order; pydantic would only re-check what is built here.
     """
-    wanted = [doc_id for result in ranked for doc_id, _ in result.page]
+    wanted = [doc_id for result in ranked for doc_id, _, _ in result.page]
     docs = state.require_ready().get_many(wanted) if wanted else {}
     bits = active.bits
     chars = state.settings.snippet_chars
     bodies = []
     for result in ranked:
         hits = []
-        for doc_id, distance in result.page:
+        for doc_id, distance, form_score in result.page:
             doc = docs.get(doc_id)
             if doc is None:
                 continue
@@ -59,6 +59,7 @@ def _hits_bodies(
                     "id": doc_id,
                     "distance": distance,
                     "score": 1.0 - distance / bits,
+                    "form_score": form_score,
                     "metadata": doc.metadata,
                     "text": doc.text if include_text else None,
                     "snippet": None if include_text else snippet(doc.text, chars),
@@ -100,22 +101,28 @@ def _rank_and_render(
     options: SearchOptions,
     wanted: dict[str, Any] | None,
     batch: bool,
-    codes: np.ndarray,
+    encoded: np.ndarray,
 ) -> bytes:
-    """In the worker thread: rank each query code, fetch the hits, serialise the JSON body."""
-    keep = metadata_keep(state.require_ready(), wanted)
-    ranked = [
-        rank(
-            active,
-            bytes(code),
-            radius=options.radius,
-            limit=options.limit,
-            offset=options.offset,
-            nearest=options.nearest,
-            keep=keep,
+    """In the worker thread: rank each query (rows of `ActiveModel.encode_queries`), fetch the
+    hits, serialise the JSON body."""
+    store = state.require_ready()
+    keep = metadata_keep(store, wanted)
+    ranked = []
+    for row in encoded:
+        code, form = active.split_query(row)
+        ranked.append(
+            rank(
+                active,
+                code,
+                radius=options.radius,
+                limit=options.limit,
+                offset=options.offset,
+                nearest=options.nearest,
+                keep=keep,
+                store=store,
+                form=form if options.rescore else None,
+            )
         )
-        for code in codes
-    ]
     for result in ranked:
         state.metrics.candidates.observe(result.candidates)
     bodies = _hits_bodies(state, active, ranked, options.include_text)
@@ -226,10 +233,14 @@ async def similar(
 def _similar_body(
     state: ServiceState, active: ActiveModel, doc_id: str, options: SearchOptions
 ) -> bytes:
-    """In a worker thread: rank around the stored document's code and serialise the body."""
+    """In a worker thread: rank around the stored document's code (and rescoring form) and
+    serialise the body."""
     code = active.index.code_of(doc_id)
     if code is None:
         raise ApiError(404, "not_found", f"no indexed document with id {doc_id!r}", {"id": doc_id})
+    store = state.require_ready()
+    stored_form = store.get_forms([doc_id], active.fingerprint).get(doc_id)
+    form = None if stored_form is None else np.frombuffer(stored_form, dtype=np.int8)
     ranked = rank(
         active,
         code,
@@ -237,7 +248,9 @@ def _similar_body(
         limit=options.limit,
         offset=options.offset,
         nearest=options.nearest,
-        keep=metadata_keep(state.require_ready(), None, exclude=doc_id),
+        keep=metadata_keep(store, None, exclude=doc_id),
+        store=store,
+        form=form if options.rescore else None,
     )
     state.metrics.candidates.observe(ranked.candidates)
     return json_bytes(_hits_bodies(state, active, [ranked], options.include_text)[0])

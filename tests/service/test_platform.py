@@ -76,9 +76,11 @@ def test_routing_and_validation_errors_use_the_error_shape(bare_client: TestClie
     error = invalid.json()["error"]
     assert error["code"] == "validation_error"
     assert error["details"]["errors"][0]["location"] == ["body", "documents", 0, "text"]
-    not_json = bare_client.post("/v1/documents", content=b"{not json")
-    assert not_json.status_code == 422
-    assert not_json.json()["error"]["code"] == "validation_error"
+    not_json = bare_client.post(
+        "/v1/documents", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["code"] == "invalid_json"
 
 
 def test_unhandled_errors_are_500_with_a_generic_message(tmp_path: Path) -> None:

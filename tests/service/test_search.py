@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -55,7 +56,19 @@ def test_ball_is_ranked_by_distance_and_matches_brute_force(
 def test_nearest_returns_limit_hits_and_pages_with_offset(
     indexed: TestClient, corpus: list[dict[str, Any]]
 ) -> None:
-    params = {"q": corpus[1]["text"], "nearest": True, "limit": 30}
+    """Hamming order pages with any limit; rescored pages of one limit never overlap and keep
+    their scores in order across the rescoring window (4 x limit)."""
+    rescored = {"q": corpus[1]["text"], "nearest": True, "limit": 10}
+    pages = [
+        indexed.get("/v1/search", params={**rescored, "offset": offset}).json()["hits"]
+        for offset in (0, 10, 20, 30, 40)
+    ]
+    ids = [hit["id"] for page in pages for hit in page]
+    assert len(ids) == len(set(ids)) == 50
+    scores = [hit["form_score"] for page in pages[:4] for hit in page]
+    assert scores == sorted(scores, reverse=True)
+    assert all(hit["form_score"] is None for hit in pages[4])
+    params = {"q": corpus[1]["text"], "nearest": True, "limit": 30, "rescore": False}
     first = indexed.get("/v1/search", params=params).json()["hits"]
     assert len(first) == 30
     page = indexed.get("/v1/search", params={**params, "limit": 10, "offset": 10}).json()["hits"]
@@ -65,6 +78,36 @@ def test_nearest_returns_limit_hits_and_pages_with_offset(
     cutoff = first[-1]["distance"]
     closer = [i for i, c in codes.items() if hamming(c, query_code) < cutoff]
     assert set(closer) <= {h["id"] for h in first}
+
+
+def test_nearest_is_rescored_by_the_stored_forms_unless_asked_not_to(
+    indexed: TestClient, corpus: list[dict[str, Any]]
+) -> None:
+    """A nearest search takes 4 x the page's candidates from the codes and ranks them by the
+    cosine of their stored forms with the query's; the same forms recomputed here agree."""
+    from docbits.model.rescore import form_scores
+
+    state = indexed.app.state.service
+    hasher, store = state.active.hasher, state.store
+    query = corpus[7]["text"] + " " + corpus[130]["text"]
+    body = indexed.get("/v1/search", params={"q": query, "nearest": True, "limit": 5}).json()
+    assert body["candidates"] == 20  # the rescoring window, 4 x limit
+    scores = [hit["form_score"] for hit in body["hits"]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    _, query_forms = hasher.encode_with_forms([query])
+    ids = [hit["id"] for hit in body["hits"]]
+    forms = store.get_forms(ids, hasher.fingerprint)
+    stacked = np.stack([np.frombuffer(forms[doc_id], dtype=np.int8) for doc_id in ids])
+    assert np.allclose(form_scores(query_forms[0], stacked), scores)
+    plain = {"q": query, "nearest": True, "limit": 5, "rescore": False}
+    hits = indexed.get("/v1/search", params=plain).json()["hits"]
+    assert all(hit["form_score"] is None for hit in hits)
+    assert [hit["distance"] for hit in hits] == sorted(hit["distance"] for hit in hits)
+    ball = indexed.get("/v1/search", params={"q": query, "radius": 2}).json()["hits"]
+    assert all(hit["form_score"] is None for hit in ball)
+    similar = indexed.get(f"/v1/documents/{ids[0]}/similar", params={"nearest": True}).json()
+    similar_scores = [hit["form_score"] for hit in similar["hits"]]
+    assert similar_scores == sorted(similar_scores, reverse=True)
 
 
 def test_snippet_by_default_and_full_text_on_request(
@@ -188,12 +231,19 @@ def test_get_search_parameters_are_validated_and_documented(indexed: TestClient)
         assert error["code"] == "validation_error"
         assert error["details"]["errors"][0]["location"] == ["query", field]
         assert error["details"]["errors"][0]["type"] == kind
-    lenient = {"q": "orbit", "nearest": "true", "limit": "3", "unknown": "ignored"}
-    assert len(indexed.get("/v1/search", params=lenient).json()["hits"]) == 3
+    as_strings = {"q": "orbit", "nearest": "true", "limit": "3"}
+    assert len(indexed.get("/v1/search", params=as_strings).json()["hits"]) == 3
     spec = indexed.get("/openapi.json").json()["paths"]["/v1/search"]["get"]["parameters"]
     documented = {parameter["name"]: parameter for parameter in spec}
     assert set(documented) == {
-        "q", "radius", "limit", "offset", "nearest", "include_text", "min_seq"
-    }  # fmt: skip
+        "q",
+        "radius",
+        "limit",
+        "offset",
+        "nearest",
+        "rescore",
+        "include_text",
+        "min_seq",
+    }
     assert documented["q"]["required"] and documented["q"]["schema"]["examples"]
     assert documented["radius"]["description"].startswith("Hamming radius")

@@ -78,6 +78,32 @@ def test_round_trip_and_insertion_order(store: DocumentStore) -> None:
     assert store.ids_without_code("other") == ["b", "a", "c"]
 
 
+def test_rescoring_forms_are_written_with_their_codes(store: DocumentStore) -> None:
+    """A form comes back only for its model's code, and is replaced with it by a switch."""
+    form = bytes(range(16))
+    store.upsert(
+        [
+            StoredDocument("a", "t", {}, b"\x00\x01", FP, form=form),
+            doc("b", 2),
+            StoredDocument("c", "t", {}, b"\x00\x03", "other", form=form),
+        ]
+    )
+    assert store.get_forms(["a", "b", "c", "zzz"], FP) == {"a": form}
+    assert store.ids_without_code(FP) == ["c"]
+    assert store.ids_without_code(FP, form=True) == ["b", "c"]
+    forms = np.arange(48, dtype=np.int8).reshape(3, 16)
+    store.switch_model("m2", ["a", "b", "c"], np.zeros((3, 2), np.uint8), forms)
+    assert store.get_forms(["a", "b", "c"], FP) == {}
+    assert store.get_forms(["c", "a"], "m2") == {"a": forms[0].tobytes(), "c": forms[2].tobytes()}
+    store.set_codes(["b"], np.ones((1, 2), np.uint8), "m2", forms=-forms[:1])
+    assert store.get_forms(["b"], "m2") == {"b": (-forms[0]).tobytes()}
+    assert store.ids_without_code("m2", form=True) == []
+    with pytest.raises(ValueError, match="int8"):
+        store.set_codes(["b"], np.ones((1, 2), np.uint8), "m2", forms=np.zeros((1, 8), np.int8))
+    with pytest.raises(ValueError, match="needs a code"):
+        store.upsert([StoredDocument("d", "t", {}, form=form)])
+
+
 def test_upsert_keeps_created_at_and_changes_updated_at(store: DocumentStore) -> None:
     """Rewriting an id updates its content and updated_at, not its created_at or its order."""
     store.upsert([doc("a", 1), doc("b", 2)])

@@ -65,7 +65,7 @@ def test_migrates_a_version_1_database(tmp_path: Path) -> None:
     )
     old.close()
     store = SQLiteStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 3
+    assert store.schema_version == SCHEMA_VERSION == 4
     migrated = store.get("old")
     assert migrated.metadata == {"a": 1} and migrated.code == b"\x01\x02"
     assert migrated.created_at == migrated.updated_at == 123.5
