@@ -66,7 +66,7 @@ def test_a_switch_encodes_what_other_processes_write_meanwhile(
         seq = switch_to(store, new, encode_batch_size=7)
         assert store.raced == 3  # while encoding, then before each of two refused flips
         assert store.get_setting(ACTIVE_MODEL_SETTING) == new.fingerprint
-        assert store.ids_without_code(new.fingerprint) == []
+        assert store.ids_without_code(new.fingerprint, form=True) == []  # codes and forms
         assert store.last_seq() == seq and store.get("d2") is None
         everyone = {doc.id: doc for batch in store.iter_documents() for doc in batch}
         assert len(everyone) == 30 - 1 + 3
