@@ -33,7 +33,7 @@ from tests.reliability.conftest import (
     topical_documents,
     wait_until_ready,
 )
-from tests.reliability.test_crash import bucket_members
+from tests.reliability.test_crash import bucket_members, wait_for_group_to_exit
 
 LAG_BOUND_S = 2.0  # a write on one process is applied on the others within this (loaded CI)
 
@@ -338,6 +338,7 @@ def test_an_unreachable_database_at_start_is_named_and_waited_for(
         server.stop()
 
 
+@pytest.mark.slow  # in the fast suite: test_follower.py (leases), test_crash.py (the kill)
 def test_a_job_of_a_killed_process_fails_when_its_lease_lapses(
     database: str, tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -487,4 +488,5 @@ def test_workers_share_one_sqlite_file(tmp_path: Path, tiny_model: Path) -> None
             store.close()
     finally:
         server.stop()
-    assert len(server.group_members()) == 0
+    assert server.process.returncode == 0, server.log()[-3000:]  # workers stopped on SIGTERM
+    assert wait_for_group_to_exit(server, timeout_s=30) == []
