@@ -20,13 +20,10 @@ COPY index ./index
 COPY service ./service
 # torch is already satisfied here, so pip never fetches another (CUDA) build of it.
 RUN pip install --no-cache-dir .
-# Compile the numba kernels (the index's, the encoder's, the query decoder's) now, into the
-# installed package's __pycache__, so a new container loads them from that cache (~1 s)
-# instead of compiling at start-up (~30 s). 32-bit codes use uint32 words and longer ones
-# uint64: one warm-up of each.
-RUN python -c "from docbits.index.hash_index import HashIndex; [HashIndex(b).warm_up() for b in (32, 64)]" \
- && python -c "from docbits.model.inference import warm_up; warm_up()" \
- && python -c "from docbits.service.query_string import warm_up; warm_up()"
+# Compile the numba kernels (the index's and the encoder's) now, into the installed package's
+# __pycache__, so a new container loads them from that cache instead of compiling at start-up.
+RUN python -c "from docbits.index.hash_index import HashIndex; HashIndex(64).warm_up()" \
+ && python -c "from docbits.model.inference import warm_up; warm_up()"
 
 # Stage 2: the runtime image, run as an unprivileged user with its data on the /data volume.
 FROM python:3.11-slim

@@ -61,32 +61,15 @@ def _register_optional() -> None:
 
         SWAPS["hot-route"] = no_hot_route
     try:
-        from docbits.service import routers
-
-        if hasattr(routers, "parse_query_string"):
-
-            def plain_query_string() -> None:
-                routers.parse_query_string = lambda request: dict(request.query_params)
-
-            SWAPS["query-string"] = plain_query_string
-    except ImportError:
-        pass
-    try:
         from docbits.service import state
 
-        if hasattr(state, "exempt_from_gc"):
-
-            def no_gc_freeze() -> None:
-                state.exempt_from_gc = lambda: None
-
-            SWAPS["gc-freeze"] = no_gc_freeze
         if hasattr(state.ServiceState, "search_queries"):
 
             def no_batcher() -> None:
                 from starlette.concurrency import run_in_threadpool
 
                 async def search_queries(self, active, texts, finish):  # type: ignore[no-untyped-def]
-                    return await run_in_threadpool(lambda: finish(active.hasher.encode(texts)))
+                    return await run_in_threadpool(lambda: finish(active.encode_queries(texts)))
 
                 state.ServiceState.search_queries = search_queries
 

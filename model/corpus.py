@@ -1,4 +1,5 @@
-"""Corpus loading: 20news-bydate (tarball or folder), JSON Lines and folders of .txt files.
+"""Corpus loading: 20news-bydate (tarball or folder), JSON Lines and folders of .txt files, and
+(through `docbits.model.public_corpora`) the Reuters-21578 tarball and the AG News CSV.
 
 Every loader returns `Document`s sorted by id, so the same corpus always loads in the same order
 whatever the format it was stored in. The `clean` protocol strips newsgroup headers, quoted replies
@@ -45,8 +46,15 @@ def load_corpus(path: str | Path, protocol: str = "raw") -> list[Document]:
             f"corpus not found at {path}. For 20 Newsgroups, download 20news-bydate.tar.gz from "
             f"{NEWSGROUPS_URL} and pass the tarball (or the folder it unpacks to)."
         )
-    if path.is_file() and path.name.endswith(TARBALL_SUFFIXES):
-        documents = _clean_if_asked(_read_newsgroups_tarball(path), protocol)
+    from docbits.model import public_corpora
+
+    if public_corpora.is_ag_news_file(path):
+        documents = public_corpora.load_ag_news(path)
+    elif path.is_file() and path.name.endswith(TARBALL_SUFFIXES):
+        if public_corpora.is_reuters_tarball(path):
+            documents = public_corpora.load_reuters_modapte(path)
+        else:
+            documents = _clean_if_asked(_read_newsgroups_tarball(path), protocol)
     elif path.is_file() and path.name.endswith(JSONL_SUFFIXES):
         documents = list(_read_jsonl(path))
     elif path.is_dir() and _split_folders(path):
@@ -55,8 +63,9 @@ def load_corpus(path: str | Path, protocol: str = "raw") -> list[Document]:
         documents = list(_read_text_folder(path))
     else:
         raise CorpusError(
-            f"cannot tell the format of {path}: expected a 20news-bydate tarball "
-            f"({', '.join(TARBALL_SUFFIXES)}), a JSON Lines file ({', '.join(JSONL_SUFFIXES)}), "
+            f"cannot tell the format of {path}: expected a 20news-bydate or Reuters-21578 "
+            f"tarball ({', '.join(TARBALL_SUFFIXES)}), an AG News CSV, a JSON Lines file "
+            f"({', '.join(JSONL_SUFFIXES)}), "
             "a 20news-bydate folder or a folder of .txt files"
         )
     _check_unique_ids(documents, path)

@@ -7,7 +7,7 @@ memory stays bounded (about `BLOCK_ELEMENTS` distances per block) whatever the c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,16 +53,54 @@ def precision_at_k_scores(
 
     Same definitions as `precision_at_k`, with higher scores ranking first.
     """
-    query_matrix, db_matrix = _label_matrices(query_labels, db_labels)
-    _check_lengths(query_vectors, query_matrix, db_vectors, db_matrix)
-    totals = np.zeros(2)
+    _check_lengths(query_vectors, np.empty(len(query_labels)), db_vectors, np.empty(len(db_labels)))
     db_transposed = db_vectors.T
-    for start, stop in _blocks(query_vectors.shape[0], db_vectors.shape[0]):
+
+    def score_rows(start: int, stop: int) -> np.ndarray:
         scores = query_vectors[start:stop] @ db_transposed
-        scores = scores.toarray() if sp.issparse(scores) else np.asarray(scores)
+        return scores.toarray() if sp.issparse(scores) else np.asarray(scores)
+
+    return precision_at_k_scored(score_rows, query_labels, db_labels, k)
+
+
+def precision_at_k_scored(
+    score_rows: Callable[[int, int], np.ndarray],
+    query_labels: Labels,
+    db_labels: Labels,
+    k: int = 100,
+) -> dict[str, float]:
+    """Precision@k of any scored retrieval: `score_rows(start, stop)` gives the dense scores
+    (stop - start, n_db) of those queries against every database document, higher first.
+
+    Same definitions as `precision_at_k` (tie-aware and index order).
+    """
+    query_matrix, db_matrix = _label_matrices(query_labels, db_labels)
+    totals = np.zeros(2)
+    for start, stop in _blocks(len(query_matrix), len(db_matrix)):
+        scores = np.asarray(score_rows(start, stop))
+        if scores.shape != (stop - start, len(db_matrix)):
+            raise ValueError(
+                f"score_rows gave {scores.shape}, expected {(stop - start, len(db_matrix))}"
+            )
         relevant = _relevance(query_matrix[start:stop], db_matrix)
         totals += _ranked_precision_sums(-scores, relevant, k)
-    return _precision_dict(totals, query_vectors.shape[0])
+    return _precision_dict(totals, len(query_matrix))
+
+
+def precision_of_rankings(
+    rankings: Sequence[Sequence[int]], query_labels: Labels, db_labels: Labels, k: int = 100
+) -> float:
+    """Mean precision@k of explicit rankings: row q lists database indices, best first (at most
+    k are read; a short list counts its missing slots as misses)."""
+    query_matrix, db_matrix = _label_matrices(query_labels, db_labels)
+    if len(rankings) != len(query_matrix):
+        raise ValueError(f"{len(rankings)} rankings for {len(query_matrix)} queries")
+    k = min(k, len(db_matrix))
+    hits = [
+        float((db_matrix[np.asarray(ranking[:k], dtype=np.int64)] @ query_matrix[q] > 0).sum())
+        for q, ranking in enumerate(rankings)
+    ]
+    return float(np.mean(hits) / k) if hits else float("nan")
 
 
 def hamming_ball_quality(

@@ -47,15 +47,17 @@ def quantize(logits: np.ndarray, scale: float) -> np.ndarray:
 
 def form_scores(query_form: np.ndarray, candidate_forms: np.ndarray) -> np.ndarray:
     """Cosine similarity (float64 in [-1, 1], higher is closer) of each candidate's form to the
-    query's; a form of all zeros scores 0. Integer dot products, so the value is exact up to
-    the final division."""
-    query = np.asarray(query_form, dtype=np.int64).ravel()
+    query's; a form of all zeros scores 0. Dot products and squared norms of int8 vectors of up
+    to 128 entries stay below 2^24, so float32 matmuls compute them exactly (and fast); only the
+    final division rounds."""
+    query = np.asarray(query_form).ravel().astype(np.float32)
     candidates = np.asarray(candidate_forms)
     if candidates.ndim != 2 or candidates.shape[1] != query.shape[0]:
         raise ValueError(f"candidate forms must be (m, {query.shape[0]}), got {candidates.shape}")
-    candidates = candidates.astype(np.int64)
+    candidates = candidates.astype(np.float32)
     dots = (candidates @ query).astype(np.float64)
-    norms = np.sqrt((candidates * candidates).sum(axis=1) * float(query @ query))
+    squares = np.einsum("ij,ij->i", candidates, candidates).astype(np.float64)
+    norms = np.sqrt(squares * float(query @ query))
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
 
 

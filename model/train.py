@@ -193,11 +193,16 @@ def validation_metric(
     db_tfidf: sp.csr_matrix,
     val_labels: list[tuple[str, ...]] | None,
     db_labels: list[tuple[str, ...]] | None,
+    projections: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> float:
-    """Tie-aware P@100 of held-out docs against the training docs (labels), else the overlap."""
+    """Tie-aware P@100 of held-out docs against the training docs (labels); without labels the
+    overlap with the teacher's neighbours (`projections` = val and db teacher projections), or
+    with TF-IDF cosine's when there is no teacher."""
     val_bits = encode_matrix(model, val_tfidf)
     db_bits = encode_matrix(model, db_tfidf)
     if val_labels is None or db_labels is None:
+        if projections is not None:
+            return teacher_overlap_metric(val_bits, db_bits, *projections)
         return label_free_metric(val_bits, db_bits, val_tfidf, db_tfidf)
     from docbits.model.metrics import precision_at_k
 
@@ -208,26 +213,61 @@ def validation_metric(
     return float(result["tie_aware"])
 
 
-def teacher_targets(
-    config: TrainConfig, featurizer: Featurizer, counts: sp.csr_matrix, train_rows: np.ndarray
-) -> np.ndarray | None:
-    """Teacher targets (n, bits) float32 for the training rows (other rows zero): soft bits when
-    `teacher_sharpness` is set, else hard 0/1 bits, one block per graph of `teacher_plan`. None
-    when the config asks for no teacher or there are too few training documents for `bits`
-    eigenvectors."""
-    if config.teacher == "none" or config.teacher_weight == 0 or len(train_rows) < config.bits + 3:
+@dataclass(frozen=True)
+class TeacherFit:
+    """What the teacher gives training: per-bit targets and the continuous projection behind
+    them (rows outside the graph are zero in both)."""
+
+    targets: np.ndarray  # (n, bits) float32: soft bits, or hard 0/1 bits
+    projection: np.ndarray  # (n, bits) float32: each document's signed distance to each bit
+
+
+def fit_teacher(
+    config: TrainConfig, featurizer: Featurizer, counts: sp.csr_matrix, graph_rows: np.ndarray
+) -> TeacherFit | None:
+    """The teacher of the documents in `graph_rows`: soft targets when `teacher_sharpness` is
+    set, else hard 0/1 bits, one block per graph of `teacher_plan`. None when the config asks
+    for no teacher or there are too few documents for `bits` eigenvectors."""
+    if config.teacher == "none" or config.teacher_weight == 0 or len(graph_rows) < config.bits + 3:
         return None
-    features = sublinear_tfidf(counts[train_rows], featurizer.idf)
-    blocks = []
+    features = sublinear_tfidf(counts[graph_rows], featurizer.idf)
+    blocks, projections = [], []
     for k, bits in teacher_plan(config.bits, config.graph_k):
         teacher = fit_spectral_teacher(features, bits, k=k, seed=config.seed)
+        projections.append(teacher.projection())
         if config.teacher_sharpness is None:
             blocks.append(teacher.bits_matrix)
         else:
             blocks.append(teacher.soft_bits(config.teacher_sharpness))
     targets = np.zeros((counts.shape[0], config.bits), dtype=np.float32)
-    targets[train_rows] = np.concatenate(blocks, axis=1)
-    return targets
+    targets[graph_rows] = np.concatenate(blocks, axis=1)
+    projection = np.zeros((counts.shape[0], config.bits), dtype=np.float32)
+    projection[graph_rows] = np.concatenate(projections, axis=1)
+    return TeacherFit(targets, projection)
+
+
+def teacher_overlap_metric(
+    val_bits: np.ndarray, db_bits: np.ndarray, val_projection: np.ndarray, db_projection: np.ndarray
+) -> float:
+    """Tie-aware overlap of each held-out doc's Hamming top-k with its top-k by cosine in the
+    teacher's projection: how well the encoder extends the teacher to documents it never saw."""
+    k = min(VALIDATION_K, db_bits.shape[0])
+    val_unit = val_projection / np.maximum(
+        np.linalg.norm(val_projection, axis=1, keepdims=True), 1e-12
+    )
+    db_unit = db_projection / np.maximum(
+        np.linalg.norm(db_projection, axis=1, keepdims=True), 1e-12
+    )
+    teacher_top = np.argpartition(-(val_unit @ db_unit.T), k - 1, axis=1)[:, :k]
+    distances = distance_matrix(np.packbits(val_bits, axis=1), np.packbits(db_bits, axis=1))
+    return tie_aware_overlap(distances, teacher_top, k)
+
+
+def validation_metric_name(labelled: bool, taught: bool) -> str:
+    """What the validation metric of a run measures (recorded in config.json)."""
+    if labelled:
+        return f"tie-aware P@{VALIDATION_K}"
+    return f"label-free top-{VALIDATION_K} overlap ({'teacher' if taught else 'TF-IDF cosine'})"
 
 
 def teacher_loss(model: SemanticHashingAutoencoder, batch: SparseBatch, targets: Tensor) -> Tensor:
@@ -308,7 +348,15 @@ def train(
         val_rows = split_validation(len(texts), config.val_fraction, rng)
         train_rows = np.setdiff1d(np.arange(len(texts)), val_rows)
         label_sets = None if labels is None else [tuple(doc_labels) for doc_labels in labels]
-        targets = teacher_targets(config, featurizer, counts, train_rows)
+        # Held-out documents join the teacher's graph (no labels involved): the student never
+        # trains on them, and their teacher neighbours are what label-free validation checks.
+        teacher = fit_teacher(config, featurizer, counts, np.arange(len(texts)))
+        targets = None if teacher is None else teacher.targets
+        projections = (
+            None
+            if teacher is None
+            else (teacher.projection[val_rows], teacher.projection[train_rows])
+        )
         device = torch.device(config.device)
 
         model = build_autoencoder(
@@ -356,6 +404,7 @@ def train(
                     tfidf[train_rows],
                     None if label_sets is None else [label_sets[i] for i in val_rows],
                     None if label_sets is None else [label_sets[i] for i in train_rows],
+                    projections,
                 )
             elapsed = time.monotonic() - started
             eta = elapsed / epoch * (config.epochs - epoch)
@@ -396,9 +445,7 @@ def train(
             "empty_documents": int((lengths == 0).sum()),
         },
         "validation": {
-            "metric": "label-free top-100 overlap"
-            if labels is None
-            else f"tie-aware P@{VALIDATION_K}",
+            "metric": validation_metric_name(labels is not None, targets is not None),
             "best": best_metric if len(val_rows) else None,
             "best_epoch": best_epoch,
             "epochs_run": len(history),

@@ -14,7 +14,6 @@ from fastapi_offline import FastAPIOffline
 
 from docbits.service.errors import StartupError, install_error_handlers
 from docbits.service.metrics import RequestMetricsMiddleware
-from docbits.service.query_string import warm_up as warm_up_query_string
 from docbits.service.request_rules import (
     RequestBodyMiddleware,
     check_query_string,
@@ -98,7 +97,6 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
             state.open()
         if settings.api_key is None:
             log.warning("no DOCBITS_API_KEY set: the API is open to anyone who can reach it")
-        warm_up_query_string()
         query_parameter_table(app)
         loader = threading.Thread(target=state.load, name="docbits-load", daemon=True)
         loader.start()

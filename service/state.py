@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import logging
 import os
 import socket
@@ -131,7 +130,7 @@ class ServiceState:
             log.exception("loading the store and index failed")
             raise
         self.load_error = None
-        exempt_from_gc()
+        release_load_memory()
         self.ready.set()
         self.follower.start()
         log.info(
@@ -339,15 +338,8 @@ def map_large_allocations() -> None:
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES)
 
 
-def exempt_from_gc() -> None:
-    """Collect once, move every live object out of the garbage collector's sight, and hand the
-    memory that loading freed back to the system.
-
-    What start-up loads (modules, the model, the index) lives as long as the process; left in
-    the oldest generation, each full collection would walk all of it, a pause under load. The
-    index build frees a million short-lived id strings, which glibc keeps unless trimmed.
-    """
-    gc.collect()
-    gc.freeze()
+def release_load_memory() -> None:
+    """Hand the memory that loading freed (a million short-lived id strings, say) back to the
+    system; glibc keeps it otherwise."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)

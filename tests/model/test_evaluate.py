@@ -15,6 +15,7 @@ from docbits.model.evaluate import (
     EvalSplit,
     evaluate_codes,
     evaluate_hasher,
+    evaluate_rescoring,
     evaluate_tfidf_cosine,
     format_table,
     json_ready,
@@ -200,3 +201,24 @@ def test_small_trained_model_beats_lsa_on_a_20news_subset(newsgroups_path: Path)
         train_labels,
     )["tie_aware"]
     assert model_precision > lsa_precision, (model_precision, lsa_precision)
+
+
+def test_rescoring_reranks_the_oversampled_candidates_by_their_forms(split: EvalSplit) -> None:
+    # Every code is equal, so the candidates are the first 400 database documents in order (all
+    # 320 here); forms point along the document's topic, so rescoring ranks same-topic first.
+    topics = sorted({label for labels in split.train_labels for label in labels})
+    direction = {topic: np.eye(len(topics), 16, dtype=np.int8)[i] * 100 for i, topic in
+                 enumerate(topics)}  # fmt: skip
+    db_forms = np.stack([direction[labels[0]] for labels in split.train_labels])
+    query_forms = np.stack([direction[labels[0]] for labels in split.test_labels])
+    db_codes = np.zeros((len(db_forms), 2), dtype=np.uint8)
+    query_codes = np.zeros((len(query_forms), 2), dtype=np.uint8)
+    rescored = evaluate_rescoring(db_codes, db_forms, query_codes, query_forms, split)
+    assert rescored["precision_at_100"] == pytest.approx(0.4)  # every relevant document found
+    assert rescored["rescore_seconds_per_query"] > 0
+    codes_only = evaluate_codes(db_codes, query_codes, split)["precision_at_100"]["tie_aware"]
+    assert codes_only == pytest.approx(0.125)  # all tied: the share of relevant documents
+    flat = evaluate_rescoring(
+        db_codes, np.zeros_like(db_forms), query_codes, query_forms, split, oversample=1
+    )
+    assert flat["precision_at_100"] == pytest.approx(0.125, abs=0.05)  # database order kept

@@ -19,6 +19,7 @@ from safetensors.torch import save as save_safetensors
 from docbits.model.autoencoders import SparseBatch
 from docbits.model.errors import ArtifactError
 from docbits.model.featurizer import Featurizer
+from docbits.model.graph import sublinear_tfidf
 from docbits.model.hasher import Hasher
 from tests.model.test_train import synthetic_corpus
 
@@ -47,7 +48,8 @@ TEXTS = ["topic0word1 topic0word2 common3", "topic2word7 common1 common1", "", "
 def test_codes_are_packed_uint8_big_endian_bits_of_positive_logits(hasher: Hasher) -> None:
     codes = hasher.encode(TEXTS)
     assert codes.dtype == np.uint8 and codes.shape == (len(TEXTS), 3)
-    tfidf = hasher.featurizer.tfidf(TEXTS)
+    assert hasher.input_weighting == "sublinear"  # the default: the encoder reads (1 + ln tf) idf
+    tfidf = sublinear_tfidf(hasher.featurizer.counts(TEXTS), hasher.featurizer.idf)
     batch = SparseBatch.from_csr(tfidf)
     with torch.no_grad():
         logits = hasher.model.encoder(batch.indices, batch.offsets, batch.tfidf).numpy()

@@ -128,11 +128,12 @@ def test_teacher_targets_are_soft_by_default_and_hard_on_request(clustered) -> N
     featurizer = Featurizer.fit(texts, 1000, 1, 1.0)
     counts = featurizer.counts(texts)
     rows = np.arange(0, len(texts), 2)
-    soft = training.teacher_targets(TrainConfig(bits=16), featurizer, counts, rows)
-    hard = training.teacher_targets(
+    soft_fit = training.fit_teacher(TrainConfig(bits=16), featurizer, counts, rows)
+    hard_fit = training.fit_teacher(
         TrainConfig(bits=16, teacher_sharpness=None), featurizer, counts, rows
     )
-    assert soft is not None and hard is not None
+    assert soft_fit is not None and hard_fit is not None
+    soft, hard = soft_fit.targets, hard_fit.targets
     assert set(np.unique(hard[rows])) == {0.0, 1.0}
     assert ((soft[rows] > 0) & (soft[rows] < 1)).all()
     np.testing.assert_array_equal(soft[rows] >= 0.5, hard[rows] == 1.0)
@@ -147,8 +148,10 @@ def test_long_codes_take_teacher_blocks_from_several_graphs(clustered) -> None:
     counts = featurizer.counts(texts)
     rows = np.arange(len(texts))
     config = TrainConfig(bits=64, graph_k=6, teacher_sharpness=None)
-    targets = training.teacher_targets(config, featurizer, counts, rows)
-    assert targets is not None and targets.shape == (len(texts), 64)
+    teacher = training.fit_teacher(config, featurizer, counts, rows)
+    assert teacher is not None
+    targets = teacher.targets
+    assert targets.shape == (len(texts), 64)
     blocks = np.split(targets, [22, 43], axis=1)
     assert [block.shape[1] for block in blocks] == [22, 21, 21]
     assert 0.2 < targets.mean() < 0.8
@@ -176,7 +179,7 @@ def test_same_seed_gives_the_same_model_and_another_seed_does_not(clustered) -> 
 def test_label_free_training_on_fifty_documents() -> None:
     texts, _ = synthetic_corpus(n_topics=2, docs_per_topic=25, seed=2)
     hasher = training.train(texts, TrainConfig(bits=8, **{**FAST, "epochs": 3}), progress=False)
-    assert hasher.config["validation"]["metric"] == "label-free top-100 overlap"
+    assert hasher.config["validation"]["metric"] == "label-free top-100 overlap (teacher)"
     assert 0.0 <= hasher.config["validation"]["best"] <= 1.0
     assert hasher.config["featurizer"]["min_df"] == 1
     assert hasher.encode(texts[:3]).shape == (3, 1)
