@@ -48,9 +48,10 @@ def build_state(settings: Settings) -> ServiceState:
     """The state with its training manager wired in (nothing opened yet)."""
     state = ServiceState(settings)
     state.trainer = TrainingManager(
+        store=state.require_store,
+        owner=state.process_id,
         store_url=settings.store_url and settings.store_url.get_secret_value(),
         data_dir=settings.data_dir,
-        models_dir=settings.models_dir,
         default_config={
             key: value
             for key, value in {
@@ -60,6 +61,7 @@ def build_state(settings: Settings) -> ServiceState:
             }.items()
             if value is not None
         },
+        lease_s=settings.training_lease_s,
         activate=state.activate,
         metrics=state.metrics,
     )
@@ -74,6 +76,12 @@ def configure_logging(level: str) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one `docbits serve --workers N` process: settings from DOCBITS_* (the parent
+    put its flags there), its own store connection and feed follower."""
+    return create_app(Settings())
 
 
 def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
@@ -95,6 +103,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         try:
             yield
         finally:
+            state.closing.set()  # a start-up still waiting for the store gives up
             loader.join(timeout=30)
             state.close()
 

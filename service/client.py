@@ -61,7 +61,12 @@ def _documents_payload(documents: Sequence[DocumentIn | Mapping[str, Any]]) -> d
 
 
 def _search_params(
-    radius: int, limit: int, offset: int, nearest: bool, include_text: bool
+    radius: int,
+    limit: int,
+    offset: int,
+    nearest: bool,
+    include_text: bool,
+    min_seq: int | None = None,
 ) -> dict[str, Any]:
     return {
         "radius": radius,
@@ -69,7 +74,13 @@ def _search_params(
         "offset": offset,
         "nearest": nearest,
         "include_text": include_text,
+        **_consistency(min_seq),
     }
+
+
+def _consistency(min_seq: int | None) -> dict[str, Any]:
+    """`min_seq` when given: answer once the server has applied that feed position."""
+    return {} if min_seq is None else {"min_seq": min_seq}
 
 
 class Routes:
@@ -81,8 +92,9 @@ class Routes:
         return Call("POST", "/v1/documents", IngestResponse, {"mode": mode}, payload)
 
     @staticmethod
-    def get_document(doc_id: str) -> Call:
-        return Call("GET", f"/v1/documents/{_quote(doc_id)}", DocumentOut)
+    def get_document(doc_id: str, min_seq: int | None) -> Call:
+        path = f"/v1/documents/{_quote(doc_id)}"
+        return Call("GET", path, DocumentOut, _consistency(min_seq))
 
     @staticmethod
     def delete_document(doc_id: str) -> Call:
@@ -115,8 +127,8 @@ class Routes:
         return Call("GET", path, SearchResponse, _search_params(**options))
 
     @staticmethod
-    def bucket(code: str, limit: int, offset: int) -> Call:
-        params = {"limit": limit, "offset": offset}
+    def bucket(code: str, limit: int, offset: int, min_seq: int | None) -> Call:
+        params = {"limit": limit, "offset": offset, **_consistency(min_seq)}
         return Call("GET", f"/v1/buckets/{code}", BucketResponse, params)
 
     @staticmethod
@@ -196,8 +208,8 @@ class DocbitsClient:
     ) -> IngestResponse:
         return self.send(Routes.ingest(documents, mode))
 
-    def get_document(self, doc_id: str) -> DocumentOut:
-        return self.send(Routes.get_document(doc_id))
+    def get_document(self, doc_id: str, min_seq: int | None = None) -> DocumentOut:
+        return self.send(Routes.get_document(doc_id, min_seq))
 
     def delete_document(self, doc_id: str) -> DeleteResponse:
         return self.send(Routes.delete_document(doc_id))
@@ -208,7 +220,8 @@ class DocbitsClient:
     def search(
         self, q: str, filter: Mapping[str, Any] | None = None, **options: Any
     ) -> SearchResponse:
-        """Options: radius, limit, offset, nearest, include_text (defaults as the API's)."""
+        """Options: radius, limit, offset, nearest, include_text (defaults as the API's), and
+        min_seq (the `seq` of a write: answered once the server has applied it)."""
         return self.send(Routes.search(q, filter, **{**SEARCH_DEFAULTS, **options}))
 
     def search_batch(
@@ -219,8 +232,10 @@ class DocbitsClient:
     def similar(self, doc_id: str, **options: Any) -> SearchResponse:
         return self.send(Routes.similar(doc_id, **{**SEARCH_DEFAULTS, **options}))
 
-    def bucket(self, code: str, limit: int = 100, offset: int = 0) -> BucketResponse:
-        return self.send(Routes.bucket(code, limit, offset))
+    def bucket(
+        self, code: str, limit: int = 100, offset: int = 0, min_seq: int | None = None
+    ) -> BucketResponse:
+        return self.send(Routes.bucket(code, limit, offset, min_seq))
 
     def info(self) -> InfoResponse:
         return self.send(Call("GET", "/v1/info", InfoResponse))
@@ -297,8 +312,8 @@ class AsyncDocbitsClient:
     ) -> IngestResponse:
         return await self.send(Routes.ingest(documents, mode))
 
-    async def get_document(self, doc_id: str) -> DocumentOut:
-        return await self.send(Routes.get_document(doc_id))
+    async def get_document(self, doc_id: str, min_seq: int | None = None) -> DocumentOut:
+        return await self.send(Routes.get_document(doc_id, min_seq))
 
     async def delete_document(self, doc_id: str) -> DeleteResponse:
         return await self.send(Routes.delete_document(doc_id))
@@ -320,8 +335,10 @@ class AsyncDocbitsClient:
     async def similar(self, doc_id: str, **options: Any) -> SearchResponse:
         return await self.send(Routes.similar(doc_id, **{**SEARCH_DEFAULTS, **options}))
 
-    async def bucket(self, code: str, limit: int = 100, offset: int = 0) -> BucketResponse:
-        return await self.send(Routes.bucket(code, limit, offset))
+    async def bucket(
+        self, code: str, limit: int = 100, offset: int = 0, min_seq: int | None = None
+    ) -> BucketResponse:
+        return await self.send(Routes.bucket(code, limit, offset, min_seq))
 
     async def info(self) -> InfoResponse:
         return await self.send(Call("GET", "/v1/info", InfoResponse))

@@ -10,10 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from docbits.index.store import DuplicateIdError, StoreUnavailableError
+from docbits.index.store import DuplicateIdError, StoreFullError, StoreUnavailableError
 from docbits.service.query_string import QueryStringNotUTF8
 
 log = logging.getLogger("docbits.service")
+RETRY_AFTER_S = 1  # the hint sent with 503 answers that a retry soon may cure
 
 # Codes of the HTTP errors Starlette and FastAPI raise themselves (routing, static files);
 # any other status would answer `http_error`.
@@ -31,13 +32,19 @@ class ApiError(Exception):
     """An error the API answers with: HTTP status, a stable code, a human message, details."""
 
     def __init__(
-        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or {}
+        self.headers = headers or {}
 
 
 def error_response(
@@ -54,8 +61,8 @@ def error_response(
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers | exc.headers)
 
 
 def _json_syntax_error(exc: RequestValidationError) -> JSONResponse | None:
@@ -134,10 +141,22 @@ async def _duplicate_ids(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    log.error("store unavailable: %s", exc)
+async def _store_full(_: Request, exc: Exception) -> JSONResponse:
+    log.error("store full: %s", exc)
     return error_response(
         507, "insufficient_storage", f"the document store cannot write: {exc}", {}
+    )
+
+
+async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """Nothing was acknowledged: the client may retry (the write is idempotent by id)."""
+    log.error("store unavailable: %s", exc)
+    return error_response(
+        503,
+        "unavailable",
+        f"the document store is unavailable, retry shortly: {exc}",
+        {"retry_after_s": RETRY_AFTER_S},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
 
@@ -145,6 +164,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Route every kind of failure through the one error shape."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(DuplicateIdError, _duplicate_ids)
+    app.add_exception_handler(StoreFullError, _store_full)
     app.add_exception_handler(StoreUnavailableError, _store_unavailable)
     app.add_exception_handler(QueryStringNotUTF8, _query_not_utf8)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import functools
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from docbits.service.state import ServiceState
+
+POOL_STATES = ("size", "available", "waiting", "max")
+RELOAD_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 CANDIDATE_BUCKETS = (0, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
 
@@ -57,6 +62,73 @@ class ServiceMetrics:
         self.training_running = Gauge(
             "docbits_training_running", "1 while a training job runs.", registry=self.registry
         )
+
+        # The change feed: how far this process has applied it and how far behind it is.
+        self.applied_seq = Gauge(
+            "docbits_feed_applied_seq",
+            "Feed position applied to this process's index.",
+            registry=self.registry,
+        )
+        self.store_seq = Gauge(
+            "docbits_feed_store_seq",
+            "Newest feed position this process has seen in the store.",
+            registry=self.registry,
+        )
+        self.lag_changes = Gauge(
+            "docbits_feed_lag_changes",
+            "Changes seen in the store and not yet applied here.",
+            registry=self.registry,
+        )
+        self.lag_seconds = Gauge(
+            "docbits_feed_lag_seconds",
+            "How long the oldest change seen and not yet applied has been waiting.",
+            registry=self.registry,
+        )
+        self.feed_wakeups = Counter(
+            "docbits_feed_wakeups",
+            "Follower wake-ups: `notified` by the store (NOTIFY, or a poll that saw a change) or "
+            "`timeout`.",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.feed_apply = Histogram(
+            "docbits_feed_apply_seconds",
+            "Time to apply one batch of feed changes to the index.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.feed_reloads = Counter(
+            "docbits_feed_reloads",
+            "Index reloads from the store, by reason: start, model (a switch), gap.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.feed_reload_seconds = Histogram(
+            "docbits_feed_reload_seconds",
+            "Time to load a model's index from the store and catch up with the feed.",
+            buckets=RELOAD_BUCKETS,
+            registry=self.registry,
+        )
+        self.pool_connections = Gauge(
+            "docbits_store_pool_connections",
+            "The store's connection pool (PostgreSQL): open, idle, callers waiting, the maximum.",
+            ["state"],
+            registry=self.registry,
+        )
+
+    def watch(self, state: ServiceState) -> None:
+        """Read the gauges that describe the state from it at each scrape."""
+        follower = state.follower
+        self.documents.set_function(lambda: state.document_count)
+        self.buckets.set_function(lambda: state.active.index.num_buckets() if state.active else 0)
+        self.applied_seq.set_function(lambda: follower.applied_seq)
+        self.store_seq.set_function(lambda: follower.lag.store_seq)
+        self.lag_changes.set_function(follower.lag.changes)
+        self.lag_seconds.set_function(follower.lag.seconds)
+        for name in POOL_STATES:
+            self.pool_connections.labels(name).set_function(
+                lambda name=name: state.store.pool_stats().get(name, 0) if state.store else 0
+            )
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

@@ -13,6 +13,14 @@ DocumentId = str
 MAX_METADATA_BYTES = 64 * 1024
 MAX_METADATA_DEPTH = 16
 MAX_OFFSET = 1_000_000
+SEQ_DESCRIPTION = (
+    "The store's change-feed position after this write: pass it as `min_seq` to a read on any "
+    "process to be answered only once that process has applied it."
+)
+MIN_SEQ_DESCRIPTION = (
+    "Answer only once this process has applied the store's changes up to this feed position "
+    "(the `seq` of a write response); waits up to DOCBITS_MIN_SEQ_WAIT_S, then 503."
+)
 
 
 def _examples(*examples: dict[str, Any], forbid_extra: bool = False) -> ConfigDict:
@@ -128,10 +136,12 @@ class IngestResponse(BaseModel):
         {
             "documents": [{"id": "a1", "code": "9c04e1aa03b2f710"}],
             "model_fingerprint": FINGERPRINT_EXAMPLE,
+            "seq": 1042,
         }
     )
     documents: list[IngestedDocument]
     model_fingerprint: str | None
+    seq: int = Field(description=SEQ_DESCRIPTION)
 
 
 class DocumentOut(BaseModel):
@@ -167,9 +177,10 @@ class DeleteRequest(BaseModel):
 class DeleteResponse(BaseModel):
     """Which ids were deleted and which were not there."""
 
-    model_config = _examples({"deleted": ["a1"], "not_found": ["b2"]})
+    model_config = _examples({"deleted": ["a1"], "not_found": ["b2"], "seq": 1043})
     deleted: list[DocumentId]
     not_found: list[DocumentId]
+    seq: int = Field(description=SEQ_DESCRIPTION)
 
 
 class SearchOptions(BaseModel):
@@ -186,6 +197,7 @@ class SearchOptions(BaseModel):
         "alone. Radius searches always rank by Hamming distance.",
     )
     include_text: bool = Field(False, description="Full text instead of a snippet.")
+    min_seq: int | None = Field(None, ge=0, description=MIN_SEQ_DESCRIPTION)
 
 
 class SearchQuery(SearchOptions):
@@ -346,6 +358,18 @@ class ModelInfo(BaseModel):
     config: dict[str, Any]
 
 
+class FeedInfo(BaseModel):
+    """How far this process has followed the store's change feed."""
+
+    process: str = Field(description="This process: host, pid and a random tag.")
+    applied_seq: int = Field(description="Every change up to here is in this process's index.")
+    store_seq: int = Field(description="The store's newest change, read for this answer.")
+    lag_changes: int = Field(description="store_seq - applied_seq.")
+    lag_s: float = Field(
+        description="How long the oldest change seen and not yet applied has waited (0: none)."
+    )
+
+
 class InfoResponse(BaseModel):
     """What the service holds and which model it serves."""
 
@@ -359,6 +383,13 @@ class InfoResponse(BaseModel):
             "bucket_size_histogram": {"1": 8000, "2": 900, "3": 220},
             "build": {"docbits_version": "0.1.0", "python": "3.11.9"},
             "training_job": None,
+            "feed": {
+                "process": "web-1:4242:9f3a1c",
+                "applied_seq": 1042,
+                "store_seq": 1043,
+                "lag_changes": 1,
+                "lag_s": 0.004,
+            },
         }
     )
     bits: int | None
@@ -369,6 +400,7 @@ class InfoResponse(BaseModel):
     bucket_size_histogram: dict[str, int]
     build: dict[str, Any]
     training_job: JobOut | None
+    feed: FeedInfo
 
 
 class Status(BaseModel):

@@ -48,6 +48,22 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         1, ge=1, description="Torch threads for encoding; requests already run in parallel."
     )
+    min_seq_wait_s: float = Field(
+        2.0, ge=0, description="How long a read with `min_seq` waits for this process to apply it."
+    )
+    ready_max_lag_s: float = Field(
+        10.0,
+        gt=0,
+        description="/readyz fails while a change seen in the store has waited longer than this "
+        "to be applied here.",
+    )
+    training_lease_s: float = Field(
+        30.0,
+        ge=1,
+        description="A training job's lease: its process renews it; once it lapses the job has "
+        "failed and another can start.",
+    )
+    workers: int = Field(1, ge=1, description="Server processes, each following the store.")
     log_level: str = "info"
 
     @property

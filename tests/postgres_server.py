@@ -69,16 +69,19 @@ def memory_folder() -> str | None:
 class PostgresServer:
     """One PostgreSQL cluster on 127.0.0.1 and a free port, in its own temporary folder.
 
-    `in_memory` puts the cluster in /dev/shm when there is room (initdb's thousand files and
-    their removal take seconds on a slow disk); benchmarks pass False to measure a real disk.
+    `port` defaults to a free one. `in_memory` puts the cluster in /dev/shm when there is room
+    (initdb's thousand files and their removal take seconds on a slow disk); benchmarks pass
+    False to measure a real disk.
     pytest-postgresql's executor runs the server with fsync off (`-F`); `postgres_options`
     such as "-c fsync=on" override that.
     """
 
-    def __init__(self, postgres_options: str = "", in_memory: bool = True) -> None:
+    def __init__(
+        self, postgres_options: str = "", in_memory: bool = True, port: int | None = None
+    ) -> None:
         parent = memory_folder() if in_memory else None
         self.folder = Path(tempfile.mkdtemp(prefix="docbits-pg-", dir=parent))
-        self.port = port_for.select_random()
+        self.port = port or port_for.select_random()
         pg_ctl = find_pg_ctl()
         executable = str(pg_ctl)
         if os.geteuid() == 0:

@@ -175,6 +175,10 @@ class StoreUnavailableError(StoreError):
     """The store cannot serve right now (disk full, read-only, locked, unreachable): retry later."""
 
 
+class StoreFullError(StoreUnavailableError):
+    """The store's disk is full: writes fail until space is freed (reads still work)."""
+
+
 class ModelChangedError(StoreError):
     """A write checked against the active model found another one; nothing was written."""
 
@@ -184,6 +188,15 @@ class ModelChangedError(StoreError):
             f"codes of model {_short(written)} cannot be written: the active model is now "
             f"{_short(active)}; encode with it and retry"
         )
+
+
+class FeedMovedError(StoreError):
+    """A write made on condition that the feed had not moved found newer changes; nothing was
+    written."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        self.expected, self.actual = expected, actual
+        super().__init__(f"the feed moved from {expected} to {actual}; nothing was written")
 
 
 class FeedGapError(StoreError):
@@ -340,12 +353,17 @@ class DocumentStore(ABC):
         ids: Sequence[str],
         codes: np.ndarray,
         forms: np.ndarray | None = None,
+        *,
+        expect_seq: int | None = None,
     ) -> int:
         """In one transaction, store these codes (and forms) and make `fingerprint` the active
         model.
 
         The feed gets one `model` change (not one per code): a follower rebuilds its index from
-        `iter_codes(fingerprint)` when it reaches it. Returns the feed position.
+        `iter_codes(fingerprint)` when it reaches it. With `expect_seq`, raise FeedMovedError
+        (writing nothing) unless the feed is still at that position when the write takes its
+        turn, so codes computed from the store as of `expect_seq` cover every document.
+        Returns the feed position.
         """
 
     # ---- change feed ------------------------------------------------------------------------
@@ -394,6 +412,10 @@ class DocumentStore(ABC):
     def get_model(self, fingerprint: str) -> ModelArtifact | None:
         """The stored model with this fingerprint, checked against it, or None."""
 
+    @abstractmethod
+    def has_model(self, fingerprint: str) -> bool:
+        """Whether a model with this fingerprint is stored (without reading its weights)."""
+
     # ---- training jobs ----------------------------------------------------------------------
     @abstractmethod
     def claim_training_job(
@@ -441,6 +463,10 @@ class DocumentStore(ABC):
         """The job marked running (its lease may have expired unnoticed), or None."""
 
     # ---- health -----------------------------------------------------------------------------
+    def pool_stats(self) -> dict[str, int]:
+        """Connection-pool figures (`size`, `available`, `waiting`, `max`); {} without a pool."""
+        return {}
+
     @abstractmethod
     def storage_errors(self) -> list[str]:
         """Problems the backend's own consistency check finds (empty when healthy)."""

@@ -44,11 +44,13 @@ from docbits.index.store.base import (
     Deleted,
     DocumentStore,
     DuplicateIdError,
+    FeedMovedError,
     JobRunningError,
     ModelArtifact,
     ModelChangedError,
     StoredDocument,
     StoreError,
+    StoreFullError,
     StoreUnavailableError,
     TrainingJob,
     check_feed_position,
@@ -73,6 +75,7 @@ MIGRATION_LOCK = 0x646F6362697473  # advisory lock key serialising migrations ("
 # (disk full, too many connections), operator intervention (shutdown, cancel), system error.
 UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 READ_ONLY_TRANSACTION = "25006"  # a standby, or a database set read-only
+DISK_FULL = "53100"
 WRITE_ATTEMPTS = 5  # a write rolled back by a deadlock or serialisation failure is retried
 NOW = "extract(epoch FROM clock_timestamp())"
 DOCUMENT_COLUMNS = "id, text, metadata, code, fingerprint, created_at, updated_at"
@@ -233,7 +236,8 @@ class PostgresStore(DocumentStore):
             or isinstance(error, psycopg.errors.TransactionRollback)
         )
         if unavailable:
-            return StoreUnavailableError(f"{what}: {message}")
+            kind = StoreFullError if state == DISK_FULL else StoreUnavailableError
+            return kind(f"{what}: {message}")
         return StoreError(f"document store error: {message}" if plain else f"{what}: {message}")
 
     def _write(self, work: Callable[[psycopg.Connection], T]) -> T:
@@ -445,12 +449,16 @@ class PostgresStore(DocumentStore):
         ids: Sequence[str],
         codes: np.ndarray,
         forms: np.ndarray | None = None,
+        *,
+        expect_seq: int | None = None,
     ) -> int:
         """In one transaction, store these codes (and forms) and set the active model (one
-        `model` change)."""
+        `model` change), if the feed is still at `expect_seq` (when given)."""
         updates = code_rows(ids, codes, forms)
 
         def work(connection: psycopg.Connection, last: int) -> int:
+            if expect_seq is not None and last != expect_seq:
+                raise FeedMovedError(expect_seq, last)
             _write_codes(connection, updates, fingerprint)
             _write_setting(connection, ACTIVE_MODEL_SETTING, fingerprint)
             return _append_changes(connection, last, MODEL, [None], [None], [fingerprint])
@@ -529,6 +537,10 @@ class PostgresStore(DocumentStore):
         except ValueError as error:
             raise StoreError(f"stored model {fingerprint[:12]} is damaged: {error}") from None
         return artifact
+
+    def has_model(self, fingerprint: str) -> bool:
+        """Whether a model with this fingerprint is stored."""
+        return bool(self._read("SELECT 1 FROM models WHERE fingerprint = %s", [fingerprint]))
 
     # ---- training jobs -------------------------------------------------------------------
     def claim_training_job(
@@ -623,6 +635,16 @@ class PostgresStore(DocumentStore):
         return training_job(rows[0]) if rows else None
 
     # ---- health --------------------------------------------------------------------------
+    def pool_stats(self) -> dict[str, int]:
+        """The pool's connections: open (`size`), idle (`available`), callers `waiting`, `max`."""
+        stats = self._pool.get_stats()
+        return {
+            "size": stats.get("pool_size", 0),
+            "available": stats.get("pool_available", 0),
+            "waiting": stats.get("requests_waiting", 0),
+            "max": stats.get("pool_max", 0),
+        }
+
     def storage_errors(self) -> list[str]:
         """The feed's consistency (dense numbers between its bounds), or [] when healthy."""
         (first_seq, last_seq, low, high, n) = self._read(

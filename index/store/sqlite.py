@@ -10,6 +10,7 @@ each applied in its own transaction.
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -35,11 +36,13 @@ from docbits.index.store.base import (
     Deleted,
     DocumentStore,
     DuplicateIdError,
+    FeedMovedError,
     JobRunningError,
     ModelArtifact,
     ModelChangedError,
     StoredDocument,
     StoreError,
+    StoreFullError,
     StoreUnavailableError,
     TrainingJob,
     check_feed_position,
@@ -64,6 +67,7 @@ UNAVAILABLE_CODES = {
     13: "disk is full",
     14: "cannot open database file",
 }
+SQLITE_FULL = 13
 IN_CLAUSE_CHUNK = 900
 DOCUMENT_COLUMNS = "id, text, metadata, code, fingerprint, created_at, updated_at"
 
@@ -164,14 +168,14 @@ def _translated_errors() -> Iterator[None]:
         code = getattr(error, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in UNAVAILABLE_CODES:
             reason = UNAVAILABLE_CODES[code & 0xFF]
-            raise StoreUnavailableError(
-                f"document store unavailable: {reason} ({error})"
-            ) from error
+            kind = StoreFullError if code & 0xFF == SQLITE_FULL else StoreUnavailableError
+            raise kind(f"document store unavailable: {reason} ({error})") from error
         raise StoreError(f"document store error: {error}") from error
     except UnicodeEncodeError as error:
         raise ValueError(f"text is not valid UTF-8 (lone surrogate?): {error}") from None
     except OSError as error:
-        raise StoreUnavailableError(f"document store unavailable: {error}") from error
+        kind = StoreFullError if error.errno == errno.ENOSPC else StoreUnavailableError
+        raise kind(f"document store unavailable: {error}") from error
 
 
 def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
@@ -425,11 +429,16 @@ class SQLiteStore(DocumentStore):
         ids: Sequence[str],
         codes: np.ndarray,
         forms: np.ndarray | None = None,
+        *,
+        expect_seq: int | None = None,
     ) -> int:
         """In one transaction, store these codes (and forms) and set the active model (one
-        `model` change)."""
+        `model` change), if the feed is still at `expect_seq` (when given)."""
         updates = code_rows(ids, codes, forms)
         with self._transaction() as connection:
+            last = _last_seq(connection)
+            if expect_seq is not None and last != expect_seq:
+                raise FeedMovedError(expect_seq, last)
             self._write_codes(connection, updates, fingerprint)
             _write_setting(connection, ACTIVE_MODEL_SETTING, fingerprint)
             return _append_changes(connection, [(MODEL, None, None, fingerprint)], time.time())
@@ -499,6 +508,10 @@ class SQLiteStore(DocumentStore):
             [fingerprint],
         )
         return _checked_artifact(rows[0]) if rows else None
+
+    def has_model(self, fingerprint: str) -> bool:
+        """Whether a model with this fingerprint is stored."""
+        return bool(self._query("SELECT 1 FROM models WHERE fingerprint = ?", [fingerprint]))
 
     # ---- training jobs -------------------------------------------------------------------
     def claim_training_job(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="PostgreSQL URL of a shared store (prefer DOCBITS_STORE_URL: flags show up in `ps`)",
     )
     p.add_argument("--host", help="listen address (DOCBITS_HOST, default 127.0.0.1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the port, each following the store (DOCBITS_WORKERS)",
+    )
     p.add_argument("--port", type=int, help="listen port (DOCBITS_PORT, default 8000)")
     p.add_argument("--model", dest="model_path", type=Path, help="import a model trained offline")
     p.add_argument("--max-batch-docs", type=int, help="documents per ingest request")
@@ -49,6 +55,19 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
 
+def settings_environment(settings: Any) -> dict[str, str]:
+    """The settings as DOCBITS_* variables, for worker processes that read their own."""
+    environment = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None or name == "model_path":  # the parent imports the model, once
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        environment[f"DOCBITS_{name.upper()}"] = str(value)
+    return environment
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the store and model first (clear refusals), then serve until interrupted."""
     import logging
@@ -68,15 +87,35 @@ def run(args: argparse.Namespace) -> int:
     try:
         refuse_open_exposure(settings)
         state.open()
+        if settings.workers > 1:
+            prepare_workers(state)
     except (StartupError, StoreError) as exc:
         raise SystemExit(f"docbits serve: {exc}") from exc
-    app = create_app(settings, state)
+    if settings.workers == 1:
+        app: Any = create_app(settings, state)
+    else:  # each worker builds its own app (store connection, follower) from the environment
+        os.environ.update(settings_environment(settings))
+        os.environ.pop("DOCBITS_MODEL_PATH", None)
+        app = "docbits.service.app:create_worker_app"
     uvicorn.run(
         app,
+        factory=settings.workers > 1,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        workers=1,
+        workers=settings.workers,
         http=JSONErrorsHttpToolsProtocol,
     )
     return 0
+
+
+def prepare_workers(state: Any) -> None:
+    """Before starting workers: switch to an imported model here, once, then let go of the
+    store (each worker opens its own and loads the store's active model)."""
+    from docbits.service.errors import StartupError
+
+    if state.settings.model_path is not None:
+        if state.store is None:
+            raise StartupError(f"cannot import the model: {state.load_error}")
+        state.switch_pending()
+    state.close()

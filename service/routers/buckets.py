@@ -10,7 +10,12 @@ from docbits.index.codes import code_to_hex, hex_to_code
 from docbits.service.auth import require_read
 from docbits.service.errors import ApiError
 from docbits.service.routers import service_state, snippet
-from docbits.service.schemas import MAX_OFFSET, BucketMember, BucketResponse
+from docbits.service.schemas import (
+    MAX_OFFSET,
+    MIN_SEQ_DESCRIPTION,
+    BucketMember,
+    BucketResponse,
+)
 
 router = APIRouter(prefix="/v1/buckets", tags=["buckets"], dependencies=[Depends(require_read)])
 
@@ -21,9 +26,11 @@ def bucket(
     code: str,
     limit: Annotated[int, Query(ge=1)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    min_seq: Annotated[int | None, Query(ge=0, description=MIN_SEQ_DESCRIPTION)] = None,
 ) -> BucketResponse:
     """Members of the bucket whose code is `code` (hex, bits/4 characters), in index order."""
     state = service_state(request)
+    state.require_applied(min_seq)
     active = state.require_model()
     try:
         packed = hex_to_code(code, active.bits)

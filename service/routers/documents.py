@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from docbits.index.codes import code_to_hex
 from docbits.service.auth import require_read, require_write
 from docbits.service.errors import ApiError
 from docbits.service.routers import service_state
 from docbits.service.schemas import (
+    MIN_SEQ_DESCRIPTION,
     DeleteRequest,
     DeleteResponse,
     DocumentOut,
@@ -75,10 +77,13 @@ def ingest_documents(
     state = service_state(request)
     settings = state.settings
     docs = _validated(body, settings.max_batch_docs, settings.max_text_bytes)
-    codes, fingerprint = ingest(state, docs, insert_only=mode is IngestMode.insert_only)
+    done = ingest(state, docs, insert_only=mode is IngestMode.insert_only)
     return IngestResponse(
-        documents=[IngestedDocument(id=d.id, code=c) for d, c in zip(docs, codes, strict=True)],
-        model_fingerprint=fingerprint,
+        documents=[
+            IngestedDocument(id=d.id, code=c) for d, c in zip(docs, done.codes, strict=True)
+        ],
+        model_fingerprint=done.fingerprint,
+        seq=done.seq,
     )
 
 
@@ -88,9 +93,15 @@ def ingest_documents(
     dependencies=[Depends(require_read)],
     summary="Read one document",
 )
-def get_document(request: Request, doc_id: str) -> DocumentOut:
+def get_document(
+    request: Request,
+    doc_id: str,
+    min_seq: Annotated[int | None, Query(ge=0, description=MIN_SEQ_DESCRIPTION)] = None,
+) -> DocumentOut:
     """The stored text, metadata and code of one document."""
-    doc = service_state(request).require_ready().get(doc_id)
+    state = service_state(request)
+    state.require_applied(min_seq)
+    doc = state.require_ready().get(doc_id)
     if doc is None:
         raise ApiError(404, "not_found", f"no document with id {doc_id!r}", {"id": doc_id})
     return DocumentOut(
@@ -112,9 +123,10 @@ def get_document(request: Request, doc_id: str) -> DocumentOut:
 )
 def delete_document(request: Request, doc_id: str) -> DeleteResponse:
     """Remove a document from the store and the index; 404 if it was not there."""
-    if not delete(service_state(request), [doc_id]):
+    done = delete(service_state(request), [doc_id])
+    if not done.ids:
         raise ApiError(404, "not_found", f"no document with id {doc_id!r}", {"id": doc_id})
-    return DeleteResponse(deleted=[doc_id], not_found=[])
+    return DeleteResponse(deleted=[doc_id], not_found=[], seq=done.seq)
 
 
 @router.post(
@@ -128,7 +140,10 @@ def delete_documents(request: Request, body: DeleteRequest) -> DeleteResponse:
     state = service_state(request)
     _check_batch(len(body.ids), state.settings.max_batch_docs, "ids")
     ids = list(dict.fromkeys(body.ids))
-    deleted = set(delete(state, ids))
+    done = delete(state, ids)
+    deleted = set(done.ids)
     return DeleteResponse(
-        deleted=[i for i in ids if i in deleted], not_found=[i for i in ids if i not in deleted]
+        deleted=[i for i in ids if i in deleted],
+        not_found=[i for i in ids if i not in deleted],
+        seq=done.seq,
     )

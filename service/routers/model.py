@@ -62,7 +62,7 @@ def train(request: Request, body: Annotated[TrainRequest | None, Body()] = None)
         raise ApiError(409, "no_documents", "no documents are stored; ingest some first")
     overrides = body.model_dump(exclude_none=True) if body else {}
     refuse_unknown_variant(overrides.get("variant"))
-    return state.trainer.start(overrides=overrides).to_schema()
+    return state.trainer.start(overrides=overrides)
 
 
 @router.get(
@@ -72,9 +72,11 @@ def train(request: Request, body: Annotated[TrainRequest | None, Body()] = None)
     summary="A training job's progress",
 )
 def job(request: Request, job_id: str) -> JobOut:
-    """Status, last epoch's loss and ETA, and the new fingerprint once switched."""
-    trainer = service_state(request).trainer
-    found = trainer.get(job_id) if trainer else None
+    """Status, last epoch's loss and ETA, and the new fingerprint once switched; read from the
+    store, so any process answers for a job another one runs."""
+    state = service_state(request)
+    state.require_store()
+    found = state.trainer.get(job_id) if state.trainer else None
     if found is None:
         raise ApiError(404, "not_found", f"no training job {job_id!r}", {"id": job_id})
-    return found.to_schema()
+    return found

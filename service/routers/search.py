@@ -150,6 +150,8 @@ async def _search_texts(
                 {"position": position},
             )
     check_caps(state, options)
+    if options.min_seq is not None:
+        await state.require_applied_async(options.min_seq)
     active = state.require_model()
     finish = partial(_rank_and_render, state, active, options, wanted, batch)
     return JSONBytesResponse(await state.search_queries(active, texts, finish))
@@ -223,6 +225,7 @@ async def similar(
     """Search with the stored document's own code, leaving the document itself out."""
     state = service_state(request)
     check_caps(state, options)
+    await state.require_applied_async(options.min_seq)
     active = state.require_model()
     return JSONBytesResponse(await run_in_threadpool(_similar_body, state, active, doc_id, options))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from tests.reliability.conftest import (
     train_tiny_model,
 )
 
+SHORT_LEASE = {"DOCBITS_TRAINING_LEASE_S": "2"}
 BATCH_SIZE = 5
 TINY_BITS = 16
 FAST_KILL_ROUNDS = 5
@@ -232,25 +234,38 @@ def assert_consistent_model_and_index(server: Server, docs: list[dict[str, Any]]
 
 
 def test_sigkill_during_training_comes_back_consistent(tmp_path: Path) -> None:
+    """The service dies while its worker trains (killed as soon as the worker has read the
+    documents, long before a model can be ready). The worker notices at its next epoch and exits
+    without storing a model, in the models folder or the store; the restart has no model, and
+    the job fails once its lease lapses."""
     docs = topical_documents(300, seed=5)
     data_dir = tmp_path / "data"
-    with serving(data_dir, args=["--train-bits", "16"]) as server:
+    with serving(data_dir, args=["--train-bits", "16"], env=SHORT_LEASE) as server:
         ingest_all(server, docs)
         with server.client() as client:
             job = client.post("/v1/model/train", json={"epochs": 500, "variant": "undercomplete"})
             assert job.status_code == 202, job.text
             job_id = job.json()["id"]
             deadline = time.monotonic() + 120
-            while not client.get(f"/v1/model/jobs/{job_id}").json()["progress"]:
-                assert time.monotonic() < deadline, "training never reached its first epoch"
-                time.sleep(0.05)
+            while (seen := client.get(f"/v1/model/jobs/{job_id}").json())["status"] == "queued":
+                assert time.monotonic() < deadline, "the worker never read the documents"
+                time.sleep(0.01)
+            assert seen["status"] == "training" and seen["documents"] == len(docs), seen
         server.process.kill()
         server.process.wait(timeout=30)
         orphans = wait_for_group_to_exit(server, timeout_s=60)
         server.kill()
         assert orphans == [], "the training worker outlived the killed service"
         assert list((data_dir / "models").iterdir()) == [], "an orphaned worker saved a model"
-    with serving(data_dir) as server:
+        with sqlite3.connect(data_dir / "docbits.sqlite3") as connection:
+            assert connection.execute("SELECT COUNT(*) FROM models").fetchone() == (0,)
+    with serving(data_dir, env=SHORT_LEASE) as server:
+        with server.client() as client:
+            deadline = time.monotonic() + 30
+            while (job := client.get(f"/v1/model/jobs/{job_id}").json())["status"] != "failed":
+                assert job["status"] == "training" and time.monotonic() < deadline, job
+                time.sleep(0.1)
+            assert "lease" in job["error"]
         assert assert_consistent_model_and_index(server, docs) is None
         with server.client() as client:
             assert client.get("/v1/search", params={"q": "orbit"}).json()["error"]["code"] == (

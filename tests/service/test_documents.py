@@ -112,8 +112,9 @@ def test_delete_one_and_many(client: TestClient, corpus: list[dict[str, Any]]) -
     ids = [d["id"] for d in corpus[:6]]
     assert client.delete(f"/v1/documents/{ids[0]}").json()["deleted"] == [ids[0]]
     assert client.delete(f"/v1/documents/{ids[0]}").status_code == 404
+    before = client.get("/v1/info").json()["feed"]["applied_seq"]
     response = client.post("/v1/documents/delete", json={"ids": [*ids[1:3], "nope"]}).json()
-    assert response == {"deleted": ids[1:3], "not_found": ["nope"]}
+    assert response == {"deleted": ids[1:3], "not_found": ["nope"], "seq": before + 2}
     assert client.get("/v1/info").json()["documents"] == 3
     hits = client.post(
         "/v1/search", json={"queries": [d["text"] for d in corpus[:3]], "limit": 100}

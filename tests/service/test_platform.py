@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -196,13 +197,27 @@ def test_a_new_model_at_start_up_re_encodes_everything(
         third.__exit__(None, None, None)
 
 
-def test_a_missing_active_model_refuses_to_start(tmp_path: Path, model_dir: Path) -> None:
+def test_a_missing_model_folder_comes_back_from_the_store_else_start_is_refused(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """The models folder is a cache of the store's models: a missing active model is copied back
+    from the store; missing from both, start-up refuses, naming it, and the store is untouched."""
     open_client(tmp_path, model_path=model_dir).__exit__(None, None, None)
     fingerprint = next(p.name for p in (tmp_path / "models").iterdir())
     (tmp_path / "models" / fingerprint).rename(tmp_path / "elsewhere")
     state = ServiceState(settings_for(tmp_path))
-    with pytest.raises(StartupError, match="missing"):
+    state.open()
+    restored = tmp_path / "models" / fingerprint
+    for name in ("config.json", "vocab.json", "model.safetensors"):
+        assert (restored / name).read_bytes() == (model_dir / name).read_bytes()
+    state.close()
+    with sqlite3.connect(tmp_path / "docbits.sqlite3") as connection:
+        connection.execute("DELETE FROM models")
+    shutil.rmtree(restored)
+    state = ServiceState(settings_for(tmp_path))
+    with pytest.raises(StartupError, match=f"model {fingerprint[:12]} is neither in"):
         state.open()
+    state.close()
     assert sqlite3.connect(tmp_path / "docbits.sqlite3").execute("select 1").fetchone() == (1,)
 
 

@@ -30,11 +30,11 @@ def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "unknown", "allowed"),
     [
-        ("/v1/search?q=space+shuttle&radios=2", ["radios"], "include_text, limit, nearest"),
-        ("/v1/documents/a/similar?nearest=true&limmit=3", ["limmit"], "limit, nearest"),
-        ("/v1/buckets/abcd?size=3&page=2", ["page", "size"], "limit, offset"),
+        ("/v1/search?q=space+shuttle&radios=2", ["radios"], "include_text, limit, min_seq"),
+        ("/v1/documents/a/similar?nearest=true&limmit=3", ["limmit"], "limit, min_seq, nearest"),
+        ("/v1/buckets/abcd?size=3&page=2", ["page", "size"], "limit, min_seq, offset"),
         ("/v1/info?verbose=1", ["verbose"], "no query parameters"),
-        ("/v1/documents/a?fields=text", ["fields"], "no query parameters"),
+        ("/v1/documents/a?fields=text", ["fields"], "takes min_seq"),
     ],
 )
 def test_unknown_query_parameters_are_named_with_the_allowed_ones(

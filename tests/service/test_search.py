@@ -243,6 +243,7 @@ def test_get_search_parameters_are_validated_and_documented(indexed: TestClient)
         "nearest",
         "rescore",
         "include_text",
+        "min_seq",
     }
     assert documented["q"]["required"] and documented["q"]["schema"]["examples"]
     assert documented["radius"]["description"].startswith("Hamming radius")

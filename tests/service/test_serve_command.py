@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,26 @@ def test_serve_refuses_a_bad_store_url_naming_it_masked(
     )
     with pytest.raises(SystemExit, match=r"malformed store URL postgresql://u:\*\*\*@db:x/d"):
         args.handler(args)
+
+
+def test_workers_read_the_parents_flags_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--workers N` hands every flag to the workers as DOCBITS_* variables (the model import
+    aside: the parent does it once), and a worker's settings read back the same."""
+    from docbits.service.commands.serve import settings_environment
+    from docbits.service.settings import Settings
+
+    flags = ["--workers", "3", "--data-dir", str(tmp_path), "--radius-cap", "2", "--api-key"]
+    flags += ["k3y", "--store-url", "postgresql://u:p@db/x", "--model", str(tmp_path)]
+    args = build_parser().parse_args(["serve", *flags])
+    parent = settings_from_args(args)
+    environment = settings_environment(parent)
+    assert "DOCBITS_MODEL_PATH" not in environment
+    for name in [name for name in os.environ if name.startswith("DOCBITS_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    worker = Settings()
+    assert worker.model_dump(exclude={"model_path"}) == parent.model_dump(exclude={"model_path"})
+    assert worker.api_key.get_secret_value() == "k3y" and worker.workers == 3

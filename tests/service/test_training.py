@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import queue
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
+from docbits.index.store import SQLiteStore, StoredDocument
+from docbits.service.training import train_worker
 from tests.service.conftest import open_client
 
 
@@ -93,3 +97,25 @@ def test_a_failed_training_job_reports_its_error_and_keeps_the_service_up(
         assert client.get("/v1/model/jobs/job-unknown").status_code == 404
     finally:
         client.__exit__(None, None, None)
+
+
+def test_a_worker_that_lost_its_lease_stores_no_model(
+    tmp_path: Path, corpus: list[dict[str, Any]]
+) -> None:
+    """Trained, but the job is no longer leased to its service (it lapsed, another process took
+    over): the worker reports a failure and stores nothing."""
+    store = SQLiteStore(tmp_path / "docbits.sqlite3")
+    try:
+        store.upsert([StoredDocument(doc["id"], doc["text"]) for doc in corpus[:120]])
+        store.claim_training_job("job-lapsed", {}, "another process", lease_s=60)
+        events: queue.Queue = queue.Queue()
+        config = {"bits": 16, "epochs": 1, "variant": "undercomplete", "hidden_sizes": [16]}
+        train_worker(None, str(tmp_path), config, "job-lapsed", "this process", events)
+        reported = [events.get_nowait() for _ in range(events.qsize())]
+        assert [event["event"] for event in reported] == ["started", "epoch", "failed"]
+        assert "no longer leased" in reported[-1]["error"]
+        assert store.count() == 120
+        with sqlite3.connect(tmp_path / "docbits.sqlite3") as connection:
+            assert connection.execute("SELECT COUNT(*) FROM models").fetchone() == (0,)
+    finally:
+        store.close()

@@ -21,6 +21,7 @@ from docbits.index.store import (
     DocumentStore,
     DuplicateIdError,
     FeedGapError,
+    FeedMovedError,
     JobRunningError,
     ModelArtifact,
     ModelChangedError,
@@ -400,6 +401,22 @@ def test_check_model_refuses_codes_of_another_model(store: DocumentStore) -> Non
     assert store.set_codes(["coded"], np.array([[9, 9]], np.uint8), FP, check_model=True) > seq
 
 
+def test_a_switch_conditioned_on_the_feed_refuses_once_it_moved(store: DocumentStore) -> None:
+    """`switch_model(expect_seq=N)` writes nothing once any change landed after N, so codes
+    computed as of N cannot miss a document written meanwhile."""
+    seq = store.upsert([doc("a", 1), doc("b", 2)])
+    codes = np.array([[7, 7], [8, 8]], np.uint8)
+    store.upsert([doc("late", 3)])
+    with pytest.raises(FeedMovedError) as raised:
+        store.switch_model("m2", ["a", "b"], codes, expect_seq=seq)
+    assert (raised.value.expected, raised.value.actual) == (seq, seq + 1)
+    assert store.get_setting(ACTIVE_MODEL_SETTING) is None and store.last_seq() == seq + 1
+    assert store.get("a").code == b"\x00\x01"
+    everyone = np.array([[7, 7], [8, 8], [9, 9]], np.uint8)
+    switched = store.switch_model("m2", ["a", "b", "late"], everyone, expect_seq=seq + 1)
+    assert switched == seq + 2 and store.ids_without_code("m2") == []
+
+
 def test_compacted_or_restored_feed_raises_a_gap(store: DocumentStore) -> None:
     """Reading from below the compacted part, or from beyond the newest change, is FeedGapError;
     from the compaction point on the feed reads as before."""
@@ -523,8 +540,10 @@ def test_a_model_stored_by_one_instance_loads_in_another(
     artifact = ModelArtifact.from_directory(model_dir)
     first, second = backend.open(), backend.open()
     assert first.get_model(artifact.fingerprint) is None
+    assert not second.has_model(artifact.fingerprint)
     first.put_model(artifact)
     first.put_model(artifact)  # again: a no-op
+    assert second.has_model(artifact.fingerprint) and not second.has_model("0" * 64)
     fetched = second.get_model(artifact.fingerprint)
     assert fetched == artifact
     loaded = Hasher.load(fetched.write_to(tmp_path / "fetched"))
