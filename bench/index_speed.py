@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from docbits.index.codes import codes_to_words  # noqa: E402
 from docbits.index.hash_index import HashIndex  # noqa: E402
+from docbits.index.id_table import IdTable  # noqa: E402
 from docbits.index.store import StoredDocument  # noqa: E402
 from docbits.index.store.sqlite import SQLiteStore  # noqa: E402
 
@@ -182,8 +184,43 @@ def agrees(answer: Answer, expected: Answer, exact_order: bool) -> bool:
     return len(answer) == len(expected)
 
 
+def gathered_ids(table: IdTable, rows: object) -> list[str]:
+    """`IdTable.ids_of` without its few-rows path: one numpy gather of the offsets, always."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts, ends = table._offsets[rows].tolist(), table._offsets[rows + 1].tolist()
+    return [table._blob[s:e].decode("utf-8") for s, e in zip(starts, ends, strict=True)]
+
+
+def plain_variants(
+    kind: str,
+    parameter: int,
+    plain: HashIndex,
+    number_of: dict[str, int],
+) -> list[Method]:
+    """Ours without one speed-up each (the same-run A/B): `plain` reads ids by gather only, and
+    buckets are also answered as radius-0 balls through the compiled probe."""
+    variants = []
+    if kind == "bucket":
+        by_kernel = ours_method(plain, "ball", 0, number_of)
+        by_kernel.name = "ours, bucket by the probe kernel"
+        variants.append(by_kernel)
+    if kind in ("bucket", "ball"):
+        gathered = ours_method(plain, kind, parameter, number_of)
+        gathered.name = "ours, ids always gathered"
+        if kind == "bucket":  # the plain index's own bucket path, ids by gather
+            gathered.single = lambda q: plain.bucket(q.tobytes())
+        variants.append(gathered)
+    return variants
+
+
 def build_methods(
-    kind: str, parameter: int, index: HashIndex, faiss_indexes: dict, words: np.ndarray, number_of
+    kind: str,
+    parameter: int,
+    index: HashIndex,
+    plain: HashIndex,
+    faiss_indexes: dict,
+    words: np.ndarray,
+    number_of: dict[str, int],
 ) -> list[Method]:
     """The competitors for one query kind; the numpy scan (the oracle) comes last."""
     flat, hashed, multi = faiss_indexes["flat"], faiss_indexes["hash"], faiss_indexes["multi"]
@@ -196,6 +233,7 @@ def build_methods(
         ]
     return [
         mine,
+        *plain_variants(kind, parameter, plain, number_of),
         faiss_range_method("FAISS IndexBinaryHash", hashed, parameter),
         faiss_range_method("FAISS IndexBinaryMultiHash", multi, parameter),
         faiss_range_method("FAISS IndexBinaryFlat", flat, parameter),
@@ -290,6 +328,8 @@ def run_dataset(
     start = time.perf_counter()
     index.warm_up()
     warm_up_s = time.perf_counter() - start
+    plain = HashIndex.from_arrays(bits, ids, codes)
+    plain._ids.ids_of = types.MethodType(gathered_ids, plain._ids)
     faiss_indexes, faiss_build = faiss_builds(codes, bits)
     id_bytes = sum(map(len, ids))
     facts = {
@@ -326,7 +366,7 @@ def run_dataset(
             "ball": f"ball r={parameter}",
             "nearest": f"nearest k={parameter}",
         }[kind]
-        methods = build_methods(kind, parameter, index, faiss_indexes, words, number_of)
+        methods = build_methods(kind, parameter, index, plain, faiss_indexes, words, number_of)
         rows += time_kind(label, methods, queries)
         print(f"  {name} {bits}-bit {label} done", flush=True)
     if args.reload and name == "random" and bits == args.bits[-1]:
@@ -384,6 +424,39 @@ def target_checks(title: str, rows: list[Row], facts: dict[str, float]) -> list[
     return [*lines, ""]
 
 
+AB_PAIRS = (  # (speed-up, query kind, the row with it, the row without it)
+    ("few ids read one by one", "bucket", "ours HashIndex", "ours, ids always gathered"),
+    ("few ids read one by one", "ball r=1", "ours HashIndex", "ours, ids always gathered"),
+    (
+        "bucket read in plain Python",
+        "bucket",
+        "ours, ids always gathered",
+        "ours, bucket by the probe kernel",
+    ),
+    ("compiled probe", "ball r=1", "ours HashIndex", "numpy scan"),
+    ("compiled probe", "ball r=2", "ours HashIndex", "numpy scan"),
+    ("compiled scan and k smallest", "nearest k=100", "ours HashIndex", "numpy scan"),
+)
+
+
+def ab_lines(rows: list[Row]) -> list[str]:
+    """What each of the index's speed-ups saves of a cold single query (median µs)."""
+    medians = {(row.kind, row.method): statistics.median(row.single_us) for row in rows}
+    lines = [
+        "| speed-up | query | with µs | without µs | saves | kept (≥ 10%) |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for name, kind, with_it, without in AB_PAIRS:
+        if (kind, with_it) in medians and (kind, without) in medians:
+            faster, slower = medians[(kind, with_it)], medians[(kind, without)]
+            saves = 1 - faster / slower
+            lines.append(
+                f"| {name} | {kind} | {faster:,.0f} | {slower:,.0f} | {saves:.0%} "
+                f"| {'yes' if saves >= 0.10 else '**no**'} |"
+            )
+    return [*lines, ""]
+
+
 def markdown(
     sections: list[tuple[str, list[str], list[Row], dict[str, float]]], args: argparse.Namespace
 ) -> str:
@@ -414,14 +487,20 @@ def markdown(
         "rows are the plain version of the same answers, the A/B for those compiled loops: "
         "every query kind is several times slower without them. Single queries pay mostly "
         "fixed costs when the caches are cold (the Python method, the readers' lock, the "
-        "kernel call, the result list); on clustered codes one answer can hold thousands of "
-        "hits, each built as a Python (str, int) tuple, while FAISS returns int arrays (see the "
-        "p90 column).",
+        "kernel call, the result list), so a bucket is read in plain Python (one directory "
+        "entry, a bisection of a few keys) and a few ids are read one by one. The rows "
+        "`ours, ids always gathered` (ids read by one numpy gather whatever their number) and "
+        "`ours, bucket by the probe kernel` (a bucket answered as a radius-0 ball) are ours "
+        "without those two speed-ups, for the A/B table of each section. On clustered codes "
+        "one answer can hold thousands of hits, each built as a Python (str, int) tuple, while "
+        "FAISS returns int arrays (see the p90 column).",
         "",
     ]
     for title, notes, rows, facts in sections:
         lines += [f"## {title}", "", *notes, ""]
         lines += target_checks(title, rows, facts)
+        lines += ["What each speed-up of ours saves (same run, same queries):", ""]
+        lines += ab_lines(rows)
         lines += [
             "| query | method | median µs | p90 µs | vs ours | warm µs | warm vs ours | mismatch |",
             "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -431,7 +510,7 @@ def markdown(
             median = statistics.median(row.single_us)
             warm = statistics.median(row.warm_us)
             p90 = statistics.quantiles(row.single_us, n=10)[-1]
-            if row.method.startswith("ours"):
+            if row.method == "ours HashIndex":
                 ours_median[row.kind] = (median, warm)
             ratio = median / ours_median[row.kind][0]
             warm_ratio = warm / ours_median[row.kind][1]

@@ -9,6 +9,7 @@ so a probe reads one directory entry and bisects a cell of a few keys.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,6 +17,8 @@ import numpy as np
 _WORD_BITS = 64
 _BYTES_PER_WORD = 8
 _KEY_SEED = 0x5EED_B175
+# Cells longer than this (big buckets of skewed codes) are bisected with numpy, not as lists.
+LONG_CELL = 64
 
 
 def _spread_tables(seed: int) -> np.ndarray:
@@ -96,15 +99,24 @@ class BucketTable:
         """Memory held by the table's arrays."""
         return self.keys.nbytes + self.rows.nbytes + self.directory.nbytes
 
+    def rows_of(self, key: int) -> list[int]:
+        """Rows whose key is `key` (a Python int), in table order: one directory read and a
+        bisection of the cell, in plain Python (a single bucket needs no compiled loop)."""
+        if not len(self.keys):
+            return []
+        cell = key >> self._shift
+        start, stop = int(self.directory[cell]), int(self.directory[cell + 1])
+        if stop - start > LONG_CELL:  # a big bucket of skewed codes: bisect without a list
+            cell_keys = self.keys[start:stop]
+            first = int(np.searchsorted(cell_keys, np.uint64(key), side="left"))
+            last = int(np.searchsorted(cell_keys, np.uint64(key), side="right"))
+        else:
+            cell_keys = self.keys[start:stop].tolist()
+            first = bisect.bisect_left(cell_keys, key)
+            last = bisect.bisect_right(cell_keys, key, first)
+        return self.rows[start + first : start + last].tolist()
+
     def kernel_view(self, want: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """The table as `kernels.probe` takes it: (directory, keys, rows, want); an entry counts
         when `where[row] == want`, or always when `want` is negative."""
         return (self.directory, self.keys, self.rows, want)
-
-    def lookup_one(self, key: int) -> list[int]:
-        """Rows whose key is `key` (a Python int), in table order."""
-        cell = key >> self._shift
-        start, stop = int(self.directory[cell]), int(self.directory[cell + 1])
-        first = start + int(np.searchsorted(self.keys[start:stop], np.uint64(key), side="left"))
-        last = start + int(np.searchsorted(self.keys[start:stop], np.uint64(key), side="right"))
-        return self.rows[first:last].tolist()

@@ -20,6 +20,7 @@ MAX_LOAD = 0.75
 # A bulk build leaves room for ~7 % more ids before the first rehash (4 B per slot).
 BULK_LOAD = 0.7
 OFFSET_LIMIT = np.iinfo(np.uint32).max
+FEW_ROWS = 8
 
 
 class IdTable:
@@ -53,9 +54,12 @@ class IdTable:
         )
 
     def ids_of(self, rows: Sequence[int] | np.ndarray) -> list[str]:
-        """Ids of many rows, in order."""
+        """Ids of many rows, in order (a few one by one: most answers hold a few ids, and numpy's
+        gather would cost more than they do)."""
         offsets = self._offsets
         blob = self._blob
+        if len(rows) <= FEW_ROWS:
+            return [self.id_of(int(row)) for row in rows]
         rows = np.asarray(rows, dtype=np.int64)
         starts, ends = offsets[rows].tolist(), offsets[rows + 1].tolist()
         return [
