@@ -6,7 +6,7 @@ DATA ?= ./data
 # Use the local CPU wheel where this machine has one; otherwise the PyTorch CPU index (never CUDA).
 TORCH_PIP_ARGS ?= $(if $(wildcard /opt/wheels/torch-2.13.0+cpu*),,--index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: install install-dev install-bench run test test-slow test-reliability lint format bench-quality bench-index bench-service bench-concurrency clean
+.PHONY: install install-dev install-bench run test test-slow test-reliability lint format bench-quality bench-index bench-service bench-concurrency bench-corpora clean
 
 # Stamps: .runtime = the service's own dependencies (all `make run` needs); .dev adds the test
 # tools, .bench the benchmark libraries. Each is redone when pyproject.toml changes.
@@ -60,6 +60,9 @@ bench-service: install-bench
 
 bench-concurrency: install-bench
 	$(PY) bench/concurrency.py
+
+bench-corpora: install-bench
+	$(PY) bench/quality_corpora.py --embeddings cached
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -10,16 +10,20 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 SCRIPTS = {
     "quality": "quality.py",
+    "corpora": "quality_corpora.py",
     "index": "index_speed.py",
     "service": "service_load.py",
+    "speedups": "service_ab.py",
+    "scale": "scale.py",
+    "cluster": "cluster.py",
 }
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `bench {quality,index,service} [script options...]`."""
+    """Register `bench NAME [script options...]`, NAME one of SCRIPTS."""
     p = sub.add_parser(
         "bench",
-        help="run a benchmark: quality (retrieval quality page), index, service",
+        help="run a benchmark (quality, corpora, index, service, speedups, scale, cluster)",
         description=(
             "Runs bench/<script>.py from a source checkout with the given options; "
             "`docbits bench quality --help` lists the quality options."
