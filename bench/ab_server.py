@@ -42,9 +42,17 @@ def _python_term_counts() -> None:
     FastEncoder.term_counts = term_counts  # type: ignore[method-assign]
 
 
+def _no_gc_freeze() -> None:
+    """Start-up objects stay in the garbage collector's oldest generation (no `gc.freeze`)."""
+    from docbits.service import state
+
+    state.exempt_from_gc = lambda: None
+
+
 SWAPS: dict[str, Callable[[], None]] = {
     "encode": _plain_encode,
     "term-counts": _python_term_counts,
+    "gc-freeze": _no_gc_freeze,
 }
 
 
