@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from docbits.model.baselines import BASELINES  # noqa: E402
+from bench.baselines import BASELINES  # noqa: E402
 from docbits.model.evaluate import (  # noqa: E402
     RADII,
     EvalSplit,
@@ -342,7 +342,7 @@ def write_page(
         "- **Hamming ball** (radius 0, 1, 2): `precision` counts an empty ball as 0; "
         "`precision (non-empty)` averages over queries whose ball holds something; `recall` is the "
         "share of the query's relevant documents inside the ball.",
-        "- Baselines (`model/baselines.py`, seed 0): `lsh` random Gaussian hyperplanes through the "
+        "- Baselines (`bench/baselines.py`, seed 0): `lsh` random Gaussian hyperplanes through the "
         "origin; `lsa-median` truncated SVD thresholded at per-bit training medians; `itq` PCA + "
         "iterative quantization (50 iterations); `spectral` spectral hashing on PCA coordinates; "
         "`tfidf-cosine` the unhashed reference (ranked by cosine, no bits).",

@@ -171,14 +171,6 @@ def _precision_dict(totals: np.ndarray, n_queries: int) -> dict[str, float]:
     return {"tie_aware": float(totals[0] / n_queries), "index_order": float(totals[1] / n_queries)}
 
 
-def _as_code_array(codes: np.ndarray, name: str) -> np.ndarray:
-    """Check that `codes` is a 2-D uint8 packbits array."""
-    codes = np.asarray(codes)
-    if codes.dtype != np.uint8 or codes.ndim != 2:
-        raise ValueError(f"{name} must be a uint8 array (n, b/8), got {codes.dtype} {codes.shape}")
-    return codes
-
-
 def _label_matrices(query_labels: Labels, db_labels: Labels) -> tuple[np.ndarray, np.ndarray]:
     """One-hot label matrices (float32) over the labels seen on either side."""
     if isinstance(query_labels, str) or isinstance(db_labels, str):

@@ -81,13 +81,6 @@ async def check_query_string(request: Request) -> None:
         raise
 
 
-def json_position(document: str, position: int) -> tuple[int, int]:
-    """1-based line and column of character `position`, as `json.JSONDecodeError` counts."""
-    line = document.count("\n", 0, position) + 1
-    column = position - document.rfind("\n", 0, position)
-    return line, column
-
-
 def _content_type_problem(headers: dict[bytes, bytes]) -> str | None:
     """Why the declared content type is not UTF-8 JSON, or None when it is."""
     raw = headers.get(b"content-type", b"")

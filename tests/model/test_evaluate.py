@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from docbits.model.baselines import fit_lsa_median
+from bench.baselines import fit_lsa_median
 from docbits.model.corpus import Document
 from docbits.model.errors import CorpusError
 from docbits.model.evaluate import (
@@ -24,7 +24,7 @@ from docbits.model.evaluate import (
 )
 from docbits.model.metrics import precision_at_k
 from docbits.service.cli import main
-from tests.model.test_baselines import topic_corpus
+from tests.bench.test_baselines import topic_corpus
 
 
 def write_jsonl(path: Path, with_split: bool = True, with_labels: bool = True) -> Path:

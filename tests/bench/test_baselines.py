@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from docbits.model.baselines import BASELINES, fit_itq, fit_lsa_median, fit_lsh, fit_spectral
+from bench.baselines import BASELINES, fit_itq, fit_lsa_median, fit_lsh, fit_spectral
 from docbits.model.featurizer import Featurizer
 from docbits.model.metrics import precision_at_k, precision_at_k_scores
 
