@@ -12,6 +12,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from docbits.index.codes import code_to_hex
+from docbits.index.hash_index import Keep
 from docbits.service.auth import require_read
 from docbits.service.errors import ApiError
 from docbits.service.models import ActiveModel
@@ -95,6 +96,30 @@ def check_caps(state: ServiceState, options: SearchOptions) -> None:
         )
 
 
+def _ranked(
+    state: ServiceState,
+    active: ActiveModel,
+    options: SearchOptions,
+    code: bytes,
+    form: np.ndarray | None,
+    keep: Keep | None,
+) -> Ranked:
+    """`rank` as `options` ask (the form only when they rescore), counted in the metrics."""
+    ranked = rank(
+        active,
+        code,
+        radius=options.radius,
+        limit=options.limit,
+        offset=options.offset,
+        nearest=options.nearest,
+        keep=keep,
+        store=state.require_ready(),
+        form=form if options.rescore else None,
+    )
+    state.metrics.candidates.observe(ranked.candidates)
+    return ranked
+
+
 def _rank_and_render(
     state: ServiceState,
     active: ActiveModel,
@@ -107,24 +132,7 @@ def _rank_and_render(
     hits, serialise the JSON body."""
     store = state.require_ready()
     keep = metadata_keep(store, wanted)
-    ranked = []
-    for row in encoded:
-        code, form = active.split_query(row)
-        ranked.append(
-            rank(
-                active,
-                code,
-                radius=options.radius,
-                limit=options.limit,
-                offset=options.offset,
-                nearest=options.nearest,
-                keep=keep,
-                store=store,
-                form=form if options.rescore else None,
-            )
-        )
-    for result in ranked:
-        state.metrics.candidates.observe(result.candidates)
+    ranked = [_ranked(state, active, options, *active.split_query(row), keep) for row in encoded]
     bodies = _hits_bodies(state, active, ranked, options.include_text)
     return json_bytes({"results": bodies} if batch else bodies[0])
 
@@ -239,18 +247,10 @@ def _similar_body(
     if code is None:
         raise ApiError(404, "not_found", f"no indexed document with id {doc_id!r}", {"id": doc_id})
     store = state.require_ready()
-    stored_form = store.get_forms([doc_id], active.fingerprint).get(doc_id)
-    form = None if stored_form is None else np.frombuffer(stored_form, dtype=np.int8)
-    ranked = rank(
-        active,
-        code,
-        radius=options.radius,
-        limit=options.limit,
-        offset=options.offset,
-        nearest=options.nearest,
-        keep=metadata_keep(store, None, exclude=doc_id),
-        store=store,
-        form=form if options.rescore else None,
-    )
-    state.metrics.candidates.observe(ranked.candidates)
+    form = None
+    if options.nearest and options.rescore:  # only a rescored search reads the document's form
+        stored_form = store.get_forms([doc_id], active.fingerprint).get(doc_id)
+        form = None if stored_form is None else np.frombuffer(stored_form, dtype=np.int8)
+    keep = metadata_keep(store, None, exclude=doc_id)
+    ranked = _ranked(state, active, options, code, form, keep)
     return json_bytes(_hits_bodies(state, active, [ranked], options.include_text)[0])
