@@ -29,7 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from docbits.model.evaluate import EvalSplit, prepare_split  # noqa: E402
-from docbits.model.graph import MAX_TEACHER_DIMS, knn_graph, spectral_embedding, sublinear_tfidf  # noqa: E402
+from docbits.model.graph import (  # noqa: E402
+    TEACHER_DIMS,
+    diffusion_embedding,
+    knn_graph,
+    local_scaling,
+    sublinear_tfidf,
+)
 from docbits.model.metrics import precision_at_k_scores  # noqa: E402
 
 DEFAULT_CORPUS = Path(
@@ -54,7 +60,7 @@ def sublinear_features(split: EvalSplit) -> tuple[sp.csr_matrix, sp.csr_matrix]:
 
 def spectral_reference(split: EvalSplit, train: sp.csr_matrix, test: sp.csr_matrix) -> float:
     """P@100 of the teacher's continuous embedding, test rows placed by their kNN in train."""
-    embedding = spectral_embedding(knn_graph(train, GRAPH_K), MAX_TEACHER_DIMS)
+    embedding = diffusion_embedding(local_scaling(knn_graph(train, GRAPH_K)), TEACHER_DIMS)
     placed = np.zeros((test.shape[0], embedding.shape[1]))
     for start in range(0, test.shape[0], 1000):
         similarity = (test[start : start + 1000] @ train.T).toarray()

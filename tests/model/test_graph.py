@@ -13,10 +13,11 @@ from docbits.model import graph
 from docbits.model.errors import ArtifactError
 from docbits.model.graph import (
     block_rotation,
+    diffusion_embedding,
     fit_spectral_teacher,
     itq_rotation,
     knn_graph,
-    spectral_embedding,
+    local_scaling,
     sublinear_tfidf,
 )
 from docbits.model.hasher import Hasher
@@ -92,10 +93,10 @@ def test_knn_graph_handles_tiny_inputs_and_bad_k() -> None:
         knn_graph(single, k=0)
 
 
-def test_spectral_embedding_separates_connected_components() -> None:
+def test_diffusion_embedding_separates_connected_components() -> None:
     blocks = sp.block_diag([np.ones((5, 5)) - np.eye(5)] * 3).tocsr()
     bridge = sp.csr_matrix(([0.01, 0.01], ([4, 5], [5, 4])), shape=(15, 15))
-    embedding = spectral_embedding((blocks + bridge).tocsr(), dims=2)
+    embedding = diffusion_embedding((blocks + bridge).tocsr(), dims=2)
     assert embedding.shape == (15, 2)
     centroids = np.array([embedding[i * 5 : (i + 1) * 5].mean(axis=0) for i in range(3)])
     spread = max(np.abs(embedding[i * 5 : (i + 1) * 5] - centroids[i]).max() for i in range(3))
@@ -104,7 +105,33 @@ def test_spectral_embedding_separates_connected_components() -> None:
     )
     assert gaps > 10 * spread
     with pytest.raises(ValueError):
-        spectral_embedding((blocks + bridge).tocsr(), dims=14)
+        diffusion_embedding((blocks + bridge).tocsr(), dims=14)
+
+
+def test_diffusion_embedding_weights_each_eigenvector_by_its_eigenvalue_squared() -> None:
+    features, _ = topic_features(n_topics=4, docs_per_topic=20)
+    built = knn_graph(features, k=8)
+    values, vectors = graph.spectral_decomposition(built, 6)
+    embedding = diffusion_embedding(built, 6)
+    expected = vectors * np.maximum(values, 0) ** 2 * np.sqrt(80)
+    np.testing.assert_allclose(np.abs(embedding), np.abs(expected), atol=1e-6)
+    norms = np.linalg.norm(embedding, axis=0)
+    assert values[0] > values[-1] and norms[0] > norms[-1]
+
+
+def test_local_scaling_judges_each_edge_on_its_endpoints_own_neighbour_distances() -> None:
+    # With neighbour=1 a node's scale is the distance to its nearest neighbour: 0.1 for nodes
+    # 0 and 1, 0.4 for nodes 2 and 3.
+    cosine = np.array(
+        [[0.0, 0.9, 0.6, 0.0], [0.9, 0.0, 0.0, 0.5], [0.6, 0.0, 0.0, 0.6], [0.0, 0.5, 0.6, 0.0]]
+    )
+    scaled = local_scaling(sp.csr_matrix(cosine, dtype=np.float32), neighbour=1).toarray()
+    scale = np.array([0.1, 0.1, 0.4, 0.4])
+    for i, j in zip(*np.nonzero(cosine), strict=True):
+        expected = np.exp(-((1 - cosine[i, j]) ** 2) / (scale[i] * scale[j]))
+        assert scaled[i, j] == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(scaled, scaled.T)
+    assert ((scaled == 0) == (cosine == 0)).all()
 
 
 def test_itq_rotation_is_orthogonal_and_reduces_quantisation_error() -> None:
@@ -131,7 +158,7 @@ def test_block_rotation_extends_to_longer_codes_with_orthogonal_blocks() -> None
 
 def test_teacher_bits_agree_within_topics_and_are_balanced(monkeypatch) -> None:
     # Four topics carry three informative eigenvectors; the rest would be within-topic noise.
-    monkeypatch.setattr(graph, "MAX_TEACHER_DIMS", 3)
+    monkeypatch.setattr(graph, "TEACHER_DIMS", 3)
     features, topics = topic_features(n_topics=4, docs_per_topic=40)
     teacher = fit_spectral_teacher(features, bits=16, k=10)
     codes = teacher.bits_matrix
@@ -145,7 +172,7 @@ def test_teacher_bits_agree_within_topics_and_are_balanced(monkeypatch) -> None:
 
 
 def test_soft_bits_keep_the_hard_bits_sign_and_grade_the_margin(monkeypatch) -> None:
-    monkeypatch.setattr(graph, "MAX_TEACHER_DIMS", 3)
+    monkeypatch.setattr(graph, "TEACHER_DIMS", 3)
     features, _ = topic_features(n_topics=4, docs_per_topic=40)
     teacher = fit_spectral_teacher(features, bits=16, k=10)
     soft = teacher.soft_bits(5.0)
@@ -169,7 +196,7 @@ def test_teacher_plan_splits_long_codes_across_three_neighbourhood_sizes() -> No
 
 
 def test_long_codes_reuse_a_capped_number_of_eigenvectors(monkeypatch) -> None:
-    monkeypatch.setattr(graph, "MAX_TEACHER_DIMS", 4)
+    monkeypatch.setattr(graph, "TEACHER_DIMS", 4)
     features, _ = topic_features(n_topics=4, docs_per_topic=20)
     teacher = fit_spectral_teacher(features, bits=24, k=8)
     assert teacher.embedding.shape == (80, 4)
