@@ -50,6 +50,8 @@ class TrainConfig:
     penalty: float | None = None  # λ of the variant's regulariser; None → VARIANT_PENALTY
     corruption: float = 0.3  # word-dropout probability of `denoising`
     patience: int = 3  # epochs without validation improvement before stopping
+    # Wall seconds from the start: no epoch starts that would end past them (None: no budget).
+    time_budget_s: float | None = None
     max_features: int = 10_000
     min_df: int | None = None  # None → the small-corpus rule of `vocabulary_limits`
     max_df: float | None = None
@@ -71,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"bits must be a multiple of 8 in 8..128, got {self.bits}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs, batch_size and lr must be positive")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError("time_budget_s must be positive (or None for no budget)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be in [0, 1)")
         if not 0.0 <= self.corruption < 1.0:
@@ -211,6 +215,14 @@ def validation_metric(
         np.packbits(val_bits, axis=1), np.packbits(db_bits, axis=1), val_labels, db_labels, k=k
     )
     return float(result["tie_aware"])
+
+
+def past_budget(config: TrainConfig, started: float, epochs_started: float, epochs: int) -> bool:
+    """True when one more epoch, at the mean length of those run, would end past the budget."""
+    if config.time_budget_s is None:
+        return False
+    now = time.monotonic()
+    return now - started + (now - epochs_started) / epochs > config.time_budget_s
 
 
 @dataclass(frozen=True)
@@ -371,6 +383,8 @@ def train(
         optimizers = build_optimizers(model, config.lr)
         history: list[dict[str, Any]] = []
         best_metric, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
+        stopped_by = "epochs"
+        epochs_started = time.monotonic()
         bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
         for epoch in bar:
             model.train()
@@ -425,6 +439,10 @@ def train(
                 best_metric, best_epoch = score, epoch
                 best_state = copy.deepcopy(model.state_dict())
             elif val_metric is not None and epoch - best_epoch >= config.patience:
+                stopped_by = "patience"
+                break
+            if epoch < config.epochs and past_budget(config, started, epochs_started, epoch):
+                stopped_by = "time_budget"
                 break
         bar.close()
         model.load_state_dict(best_state)
@@ -449,6 +467,7 @@ def train(
             "best": best_metric if len(val_rows) else None,
             "best_epoch": best_epoch,
             "epochs_run": len(history),
+            "stopped_by": stopped_by,
             "history": history,
         },
         "codes": {

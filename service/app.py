@@ -58,6 +58,7 @@ def build_state(settings: Settings) -> ServiceState:
                 "bits": settings.train_bits,
                 "variant": settings.train_variant,
                 "epochs": settings.train_epochs,
+                "time_budget_s": settings.train_budget_s or None,
             }.items()
             if value is not None
         },

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     train_bits: int = 64
     train_variant: str | None = Field(None, description="None keeps the trainer's default.")
     train_epochs: int = Field(30, ge=1)
+    train_budget_s: float = Field(
+        240.0,
+        ge=0,
+        description="Wall seconds a training job may spend before its last epoch ends; the best "
+        "epoch so far is kept. 0: no budget.",
+    )
     encode_batch_size: int = Field(512, ge=1)
     torch_threads: int | None = Field(
         1, ge=1, description="Torch threads for encoding; requests already run in parallel."

@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--train-bits", type=int, help="code length of models trained by the service")
     p.add_argument("--train-epochs", type=int, help="epochs of models trained by the service")
+    p.add_argument(
+        "--train-budget-s", type=float, help="seconds a training job may take (0: no limit)"
+    )
     p.add_argument("--train-variant", help="autoencoder variant trained by the service")
     p.add_argument("--allow-open", action="store_true", default=None, help="no key, any host")
     p.add_argument("--log-level", help="debug, info, warning, error")

@@ -26,6 +26,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bits", type=int, default=64, help="code length, a multiple of 8 in 8..128")
     p.add_argument("--variant", choices=VARIANT_NAMES, default=None, help="autoencoder variant")
     p.add_argument("--epochs", type=int, default=None, help="maximum number of epochs")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds: start no epoch that would end past them, keep the best (default: none)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="documents per mini-batch")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same model)")
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         "variant": args.variant,
         "epochs": args.epochs,
+        "time_budget_s": args.time_budget,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "val_fraction": args.val_fraction,

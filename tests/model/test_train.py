@@ -56,6 +56,7 @@ def test_config_rejects_bad_settings() -> None:
         {"epochs": 0},
         {"val_fraction": 1.0},
         {"teacher_sharpness": 0.0},
+        {"time_budget_s": 0.0},
     )
     for bad in bad_settings:
         with pytest.raises(ValueError):
@@ -199,7 +200,37 @@ def test_early_stopping_restores_the_best_epoch(clustered, monkeypatch) -> None:
     hasher = training.train(texts, config, labels=labels, progress=False)
     validation = hasher.config["validation"]
     assert validation["epochs_run"] == 4 and validation["best_epoch"] == 2
+    assert validation["stopped_by"] == "patience"
     assert hasher.model.encoder.upper[-1].weight.detach().numpy().tobytes() == snapshots[1]
+
+
+def test_time_budget_starts_no_epoch_that_would_end_past_it(clustered, monkeypatch) -> None:
+    texts, labels = clustered
+
+    class Clock:
+        """A clock that only moves when an epoch is validated: 10 s per epoch."""
+
+        now = 0.0
+
+        @classmethod
+        def monotonic(cls) -> float:
+            return cls.now
+
+    def ten_second_epoch(model, *args) -> float:
+        Clock.now += 10.0
+        return Clock.now  # always improving: only the budget stops training
+
+    monkeypatch.setattr(training, "time", Clock)
+    monkeypatch.setattr(training, "validation_metric", ten_second_epoch)
+    config = TrainConfig(bits=8, **{**FAST, "epochs": 8}, time_budget_s=35.0)
+    validation = training.train(texts, config, labels=labels, progress=False).config["validation"]
+    # After 3 epochs (30 s) a fourth would end at 40 s > 35 s.
+    assert validation["epochs_run"] == 3 and validation["best_epoch"] == 3
+    assert validation["stopped_by"] == "time_budget"
+    unbounded = TrainConfig(bits=8, **{**FAST, "epochs": 5})
+    hasher = training.train(texts, unbounded, labels=labels, progress=False)
+    validation = hasher.config["validation"]
+    assert validation["epochs_run"] == 5 and validation["stopped_by"] == "epochs"
 
 
 def test_train_rejects_corpora_without_usable_words() -> None:

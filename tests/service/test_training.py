@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import sqlite3
 import time
@@ -41,7 +42,9 @@ def test_training_starts_by_itself_at_the_threshold_and_switches(
         assert done["documents"] == 80
         info = client.get("/v1/info").json()
         assert info["model_fingerprint"] == done["fingerprint"]
-        assert (tmp_path / "models" / done["fingerprint"] / "config.json").exists()
+        model_dir = tmp_path / "models" / done["fingerprint"]
+        trained = json.loads((model_dir / "config.json").read_text())
+        assert trained["train"]["time_budget_s"] == 240.0  # the service's default budget
         stored = client.get(f"/v1/documents/{corpus[0]['id']}").json()
         assert stored["model_fingerprint"] == done["fingerprint"] and stored["code"]
         hits = client.get("/v1/search", params={"q": corpus[0]["text"], "limit": 100}).json()
