@@ -217,9 +217,10 @@ def write_page(args: argparse.Namespace, command: str, corpora: dict, models: li
         "multi-label).",
         "- **codes**: a model trained by `TrainConfig(bits)` defaults on the train side's texts "
         "*without labels*, as the service's own job trains it (early stopping on the label-free "
-        "validation metric); tie-aware P@100 of Hamming ranking, the figure `docbits eval` "
-        "prints. **+ rescoring**: the 4 × 100 nearest codes (ties in database order) re-ranked "
-        "by the cosine of the int8 forms of the code layer's logits "
+        "validation metric; the service's job also allows 30 epochs and stops at its time "
+        "budget: `bench/service_training.py`); tie-aware P@100 of Hamming ranking, the figure "
+        "`docbits eval` prints. **+ rescoring**: the 4 × 100 nearest codes (ties in database "
+        "order) re-ranked by the cosine of the int8 forms of the code layer's logits "
         "(`docbits.model.rescore`), the best 100 kept (plain precision of that list).",
         "- Baselines, fitted on the train side: TF-IDF = scikit-learn `TfidfVectorizer(stop_words="
         '"english", max_features=10000, min_df=2, sublinear_tf=True)` cosine; LSA-100 = its '

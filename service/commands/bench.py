@@ -11,6 +11,8 @@ BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 SCRIPTS = {
     "quality": "quality.py",
     "corpora": "quality_corpora.py",
+    "teacher": "teacher_probe.py",
+    "training": "service_training.py",
     "index": "index_speed.py",
     "service": "service_load.py",
     "speedups": "service_ab.py",
@@ -23,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `bench NAME [script options...]`, NAME one of SCRIPTS."""
     p = sub.add_parser(
         "bench",
-        help="run a benchmark (quality, corpora, index, service, speedups, scale, cluster)",
+        help="run a benchmark (" + ", ".join(SCRIPTS) + ")",
         description=(
             "Runs bench/<script>.py from a source checkout with the given options; "
             "`docbits bench quality --help` lists the quality options."
