@@ -166,7 +166,7 @@ def block_rotation(embedding: np.ndarray, bits: int, seed: int = 0) -> np.ndarra
 class SpectralTeacher:
     """Target bits of the graph's documents, and the projection that produced them."""
 
-    embedding: np.ndarray  # (n, dims) √n-scaled eigenvector coordinates
+    embedding: np.ndarray  # (n, dims) the diffusion embedding
     mean: np.ndarray  # (dims,) mean subtracted before projecting
     rotation: np.ndarray  # (dims, bits) ITQ rotation plus random rotation blocks
     bits_matrix: np.ndarray  # (n, bits) bool teacher codes: sign of embedding @ rotation
@@ -207,9 +207,8 @@ def fit_spectral_teacher(
 def teacher_plan(bits: int, k: int) -> list[tuple[int, int]]:
     """(graph k, bits) per teacher block: one graph for short codes, three for long ones.
 
-    Long codes gain from embeddings of differently sized neighbourhoods (P@100 on 20 Newsgroups
-    clean, contractive student: 64 bits 0.5525 → 0.5570, 128 bits 0.5612 → 0.5678), while
-    16 and 32 bits lose from the split (0.5054 → 0.4972, 0.5416 → 0.5346).
+    Long codes gain from embeddings of differently sized neighbourhoods, while 16 and 32 bits
+    lose from the split (docs/model.md).
     """
     if bits < MULTI_GRAPH_MIN_BITS:
         return [(k, bits)]
