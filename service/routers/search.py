@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from docbits.index.codes import code_to_hex
 from docbits.index.hash_index import Keep
+from docbits.index.store import DocumentStore
 from docbits.service.auth import require_read
 from docbits.service.errors import ApiError
 from docbits.service.models import ActiveModel
@@ -98,6 +99,7 @@ def check_caps(state: ServiceState, options: SearchOptions) -> None:
 
 def _ranked(
     state: ServiceState,
+    store: DocumentStore,
     active: ActiveModel,
     options: SearchOptions,
     code: bytes,
@@ -113,7 +115,7 @@ def _ranked(
         offset=options.offset,
         nearest=options.nearest,
         keep=keep,
-        store=state.require_ready(),
+        store=store,
         form=form if options.rescore else None,
     )
     state.metrics.candidates.observe(ranked.candidates)
@@ -132,7 +134,9 @@ def _rank_and_render(
     hits, serialise the JSON body."""
     store = state.require_ready()
     keep = metadata_keep(store, wanted)
-    ranked = [_ranked(state, active, options, *active.split_query(row), keep) for row in encoded]
+    ranked = [
+        _ranked(state, store, active, options, *active.split_query(row), keep) for row in encoded
+    ]
     bodies = _hits_bodies(state, active, ranked, options.include_text)
     return json_bytes({"results": bodies} if batch else bodies[0])
 
@@ -252,5 +256,5 @@ def _similar_body(
         stored_form = store.get_forms([doc_id], active.fingerprint).get(doc_id)
         form = None if stored_form is None else np.frombuffer(stored_form, dtype=np.int8)
     keep = metadata_keep(store, None, exclude=doc_id)
-    ranked = _ranked(state, active, options, code, form, keep)
+    ranked = _ranked(state, store, active, options, code, form, keep)
     return json_bytes(_hits_bodies(state, active, [ranked], options.include_text)[0])
