@@ -67,6 +67,7 @@ UNAVAILABLE_CODES = {
     13: "disk is full",
     14: "cannot open database file",
 }
+SQLITE_BUSY = 5
 SQLITE_FULL = 13
 IN_CLAUSE_CHUNK = 900
 DOCUMENT_COLUMNS = "id, text, metadata, code, fingerprint, created_at, updated_at"
@@ -201,12 +202,27 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
     return max(version, target)
 
 
+def _enable_wal(connection: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """Switch to WAL, retrying while busy: when processes open a new file together, SQLite
+    answers the switch with SQLITE_BUSY at once instead of calling the busy handler."""
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = getattr(error, "sqlite_errorcode", 0) & 0xFF == SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
 def open_connection(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     """A connection in autocommit mode (explicit transactions) with durable WAL settings."""
     connection = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
     )
-    connection.execute("PRAGMA journal_mode = WAL")
+    _enable_wal(connection, busy_timeout_s)
     connection.execute("PRAGMA synchronous = FULL")
     connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     return connection

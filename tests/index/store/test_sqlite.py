@@ -91,12 +91,12 @@ print(store.schema_version, store.last_seq())
 
 
 def test_processes_opening_a_new_file_together_migrate_it_once(tmp_path: Path) -> None:
-    """Four processes opening a missing file at once all succeed on one schema."""
+    """Eight processes opening a missing file at once all succeed on one schema."""
     backend = Backend("sqlite", None, tmp_path / "data")
     outputs = run_together(
-        OPENER, backend, [[]] * 4, tmp_path / "go", open_first=False, timeout_s=60
+        OPENER, backend, [[]] * 8, tmp_path / "go", open_first=False, timeout_s=60
     )
-    assert [out.split() for out in outputs] == [[str(SCHEMA_VERSION), "0"]] * 4
+    assert [out.split() for out in outputs] == [[str(SCHEMA_VERSION), "0"]] * 8
     store = backend.open()
     assert store.storage_errors() == []
     store.close()
