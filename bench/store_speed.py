@@ -80,7 +80,7 @@ def read_back(store: DocumentStore) -> tuple[float, float, int]:
 
     def codes() -> None:
         nonlocal count
-        count = sum(len(ids) for ids, _ in store.iter_codes(FINGERPRINT))
+        count = sum(len(ids) for ids, _, _ in store.iter_codes(FINGERPRINT))
 
     return feed_s, timed(codes), count
 

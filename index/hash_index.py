@@ -5,7 +5,9 @@ handed out in insertion order of the ids (`IdTable`; an upsert that changes a co
 Buckets are two `BucketTable`s: a large `main` rebuilt now and then, and a small `delta` holding
 the rows written since; `_where[row]` says which table holds a row's current entry (or none once
 removed), so stale entries are skipped without rewriting the big table. Results are ordered by
-(Hamming distance, row). A readers-writer lock makes every batch write atomic for readers.
+(Hamming distance, row). Beside each code, `_forms` holds the document's packed rescoring form
+(`docbits.index.forms.pack_forms`, bits/2 bytes; zeros when it has none), so a rescored search
+reads nothing else. A readers-writer lock makes every batch write atomic for readers.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class HashIndex:
         self._confirm = self._num_words > 1
         self._ids = IdTable()
         self._words = np.zeros((self._num_words, 1024), dtype=np.uint64)
+        self._forms = np.zeros((1024, self.form_bytes), dtype=np.uint8)
         self._where = np.zeros(1024, dtype=np.uint8)
         self._main = BucketTable.empty()
         self._delta = BucketTable.empty()
@@ -77,10 +80,17 @@ class HashIndex:
             return self._ids.find(doc_id) >= 0
 
     @property
+    def form_bytes(self) -> int:
+        """Bytes of one packed rescoring form: 4 bits a code bit."""
+        return self.bits // 2
+
+    @property
     def nbytes(self) -> int:
-        """Memory held by the index (codes, bucket tables, id map), excluding Python overhead."""
+        """Memory held by the index (codes, forms, bucket tables, id map), excluding Python
+        overhead."""
         return (
             self._words.nbytes
+            + self._forms.nbytes
             + self._where.nbytes
             + self._main.nbytes
             + self._delta.nbytes
@@ -97,11 +107,15 @@ class HashIndex:
             return words_to_codes(self._words[:, [row]].T, self.bits)[0].tobytes()
 
     # ---- writes --------------------------------------------------------------------------
-    def upsert(self, ids: Sequence[str], codes: np.ndarray) -> None:
-        """Insert or move documents; new ids get the next rows, known ids keep theirs."""
+    def upsert(
+        self, ids: Sequence[str], codes: np.ndarray, forms: np.ndarray | None = None
+    ) -> None:
+        """Insert or move documents, with their packed forms (zeros when None); new ids get the
+        next rows, known ids keep theirs."""
         codes = as_code_array(codes, self.bits)
         if len(ids) != len(codes):
             raise ValueError(f"got {len(ids)} ids but {len(codes)} codes")
+        forms = self._form_array(forms, len(codes))
         _check_ids(ids)
         if not len(ids):
             return
@@ -111,6 +125,7 @@ class HashIndex:
             self._ensure_capacity(self._ids.rows)
             last = _last_occurrences(rows)
             rows, words = rows[last], words[last]
+            self._forms[rows] = forms[last]
             unchanged = (self._where[rows] == IN_MAIN) & np.all(
                 words == self._words[:, rows].T, axis=1
             )
@@ -133,29 +148,34 @@ class HashIndex:
             return len(rows)
 
     @classmethod
-    def from_arrays(cls, bits: int, ids: Sequence[str], codes: np.ndarray) -> HashIndex:
+    def from_arrays(
+        cls, bits: int, ids: Sequence[str], codes: np.ndarray, forms: np.ndarray | None = None
+    ) -> HashIndex:
         """Bulk build (rows in the given order); ValueError on duplicate ids."""
-        return cls.from_batches(bits, [(ids, codes)])
+        return cls.from_batches(bits, [(ids, codes, forms)])
 
     @classmethod
     def from_batches(
-        cls, bits: int, batches: Iterable[tuple[Sequence[str], np.ndarray]]
+        cls, bits: int, batches: Iterable[tuple[Sequence[str], np.ndarray, np.ndarray | None]]
     ) -> HashIndex:
-        """`from_arrays` of (ids, codes) batches one after the other, holding one batch of id
-        strings at a time."""
+        """`from_arrays` of (ids, codes, packed forms or None) batches one after the other,
+        holding one batch of id strings at a time."""
         index = cls(bits)
         parts: list[np.ndarray] = [np.zeros((0, index.bits // 8), dtype=np.uint8)]
+        form_parts: list[np.ndarray] = [np.zeros((0, index.form_bytes), dtype=np.uint8)]
 
         def ids_of_batches() -> Iterator[Sequence[str]]:
-            for ids, codes in batches:
+            for ids, codes, forms in batches:
                 parts.append(as_code_array(codes, index.bits))
                 if len(ids) != len(codes):
                     raise ValueError(f"got {len(ids)} ids but {len(codes)} codes")
+                form_parts.append(index._form_array(forms, len(ids)))
                 yield ids
 
         index._ids = IdTable.from_id_batches(ids_of_batches())
         words = codes_to_words(np.concatenate(parts))
         index._words = np.ascontiguousarray(words.T)
+        index._forms = np.concatenate(form_parts)
         index._where = np.full(len(words), IN_MAIN, dtype=np.uint8)
         index._main = BucketTable(bucket_keys(words), np.arange(len(words), dtype=np.int32))
         return index
@@ -201,28 +221,29 @@ class HashIndex:
         return [hit for hit, ok in zip(hits, keep(ids), strict=True) if ok]
 
     def nearest(self, code: bytes, k: int, keep: Keep | None = None) -> list[Hit]:
-        """The k ids closest to `code` (passing `keep`), by (distance, insertion order).
-
-        Probe the widest ball worth probing; scan every code when that is not enough.
-        """
+        """The k ids closest to `code` (passing `keep`), by (distance, insertion order)."""
         k = _check_k(k)
         query = self._query_ints(code)
         with self._lock.reading():
-            live = len(self._ids)
-            radius = 0
-            while radius < self.bits:
-                probes = ball_size(self.bits, radius + 1)
-                if probes * PROBE_COST_IN_CODES * PROBE_BUDGET_FRACTION > live:
-                    break
-                if probes > MAX_NEAREST_PROBES:
-                    break
-                radius += 1
-            if live >= PROBE_COST_IN_CODES * PROBE_BUDGET_FRACTION:
-                found = self._probe(query, radius)
-                hits = self._passing(found & 0xFFFFFFFF, found >> 32, keep, k)
-                if len(hits) >= k:
-                    return hits
-            return self._scan(query, k, keep)
+            return self._nearest(query, k, keep)[0]
+
+    def nearest_with_forms(
+        self, code: bytes, k: int, keep: Keep | None = None
+    ) -> tuple[list[Hit], np.ndarray]:
+        """`nearest`, and the hits' packed forms ((len(hits), bits/2) uint8) read under the same
+        lock."""
+        k = _check_k(k)
+        query = self._query_ints(code)
+        with self._lock.reading():
+            hits, rows = self._nearest(query, k, keep)
+            return hits, self._forms[rows]
+
+    def form_of(self, doc_id: str) -> np.ndarray | None:
+        """The packed form of `doc_id` ((1, bits/2) uint8, zeros if it has none), or None when
+        it is not indexed."""
+        with self._lock.reading():
+            row = self._ids.find(doc_id)
+            return None if row < 0 else self._forms[[row]]
 
     def warm_up(self) -> None:
         """Compile, or load from numba's disk cache, the kernels of this code length's queries,
@@ -245,6 +266,38 @@ class HashIndex:
         return bucket_statistics(codes)["histogram"]
 
     # ---- internals (callers hold the lock) ----------------------------------------------
+    def _nearest(self, query: list[int], k: int, keep: Keep | None) -> tuple[list[Hit], list[int]]:
+        """The k nearest hits and their rows: probe the widest ball worth probing, and scan
+        every code when that is not enough."""
+        live = len(self._ids)
+        radius = 0
+        while radius < self.bits:
+            probes = ball_size(self.bits, radius + 1)
+            if probes * PROBE_COST_IN_CODES * PROBE_BUDGET_FRACTION > live:
+                break
+            if probes > MAX_NEAREST_PROBES:
+                break
+            radius += 1
+        if live >= PROBE_COST_IN_CODES * PROBE_BUDGET_FRACTION:
+            found = self._probe(query, radius)
+            hits, rows = self._passing(found & 0xFFFFFFFF, found >> 32, keep, k)
+            if len(hits) >= k:
+                return hits, rows
+        return self._scan(query, k, keep)
+
+    def _form_array(self, forms: np.ndarray | None, count: int) -> np.ndarray:
+        """Packed forms as a (count, bits/2) uint8 array (zeros for None); ValueError if the
+        shape or type is wrong."""
+        if forms is None:
+            return np.zeros((count, self.form_bytes), dtype=np.uint8)
+        forms = np.asarray(forms)
+        if forms.dtype != np.uint8 or forms.shape != (count, self.form_bytes):
+            raise ValueError(
+                f"packed forms must be uint8 of shape ({count}, {self.form_bytes}), got "
+                f"{forms.dtype} {forms.shape}"
+            )
+        return forms
+
     def _query_ints(self, code: bytes) -> list[int]:
         """One code as its W words (Python ints); ValueError when its length is wrong."""
         if not isinstance(code, bytes | bytearray | memoryview):
@@ -276,33 +329,40 @@ class HashIndex:
             self._confirm,
         )
 
-    def _scan(self, query: list[int], k: int, keep: Keep | None) -> list[Hit]:
-        """Exact k nearest by computing every distance."""
+    def _scan(self, query: list[int], k: int, keep: Keep | None) -> tuple[list[Hit], list[int]]:
+        """Exact k nearest (hits and rows) by computing every distance."""
         dists = distances(
             self._words[:, : self._ids.rows], np.array(query, dtype=np.uint64), self._removed_rows
         )
         if keep is None:
             rows = smallest_rows(dists, min(k, len(self._ids)))
-            return list(zip(self._ids.ids_of(rows), dists[rows].tolist(), strict=True))
+            hits = list(zip(self._ids.ids_of(rows), dists[rows].tolist(), strict=True))
+            return hits, rows.tolist()
         order = np.argsort(dists, kind="stable")
         order = order[: len(order) - len(self._removed_rows)]  # removed rows sort last
         return self._passing(order, dists[order], keep, k)
 
-    def _passing(self, rows: np.ndarray, dists: np.ndarray, keep: Keep | None, k: int) -> list[Hit]:
-        """The first k (id, distance) of ordered rows whose id passes `keep`."""
+    def _passing(
+        self, rows: np.ndarray, dists: np.ndarray, keep: Keep | None, k: int
+    ) -> tuple[list[Hit], list[int]]:
+        """The first k (id, distance) of ordered rows whose id passes `keep`, and their rows."""
         if keep is None:
-            return list(zip(self._ids.ids_of(rows[:k]), dists[:k].tolist(), strict=True))
+            hits = list(zip(self._ids.ids_of(rows[:k]), dists[:k].tolist(), strict=True))
+            return hits, rows[:k].tolist()
         hits: list[Hit] = []
+        kept_rows: list[int] = []
         step = max(4 * k, 256)
         for start in range(0, len(rows), step):
-            ids = self._ids.ids_of(rows[start : start + step])
+            chunk_rows = rows[start : start + step].tolist()
+            ids = self._ids.ids_of(chunk_rows)
             chunk_dists = dists[start : start + step].tolist()
-            for hit, ok in zip(zip(ids, chunk_dists, strict=True), keep(ids), strict=True):
+            for row, doc_id, dist, ok in zip(chunk_rows, ids, chunk_dists, keep(ids), strict=True):
                 if ok:
-                    hits.append(hit)
+                    hits.append((doc_id, dist))
+                    kept_rows.append(row)
                     if len(hits) == k:
-                        return hits
-        return hits
+                        return hits, kept_rows
+        return hits, kept_rows
 
     def _row_for(self, doc_id: str) -> int:
         """Existing row of `doc_id`, or a newly appended one."""
@@ -319,9 +379,11 @@ class HashIndex:
             capacity *= 2
         words = np.zeros((self._num_words, capacity), dtype=np.uint64)
         words[:, : len(self._where)] = self._words
+        forms = np.zeros((capacity, self.form_bytes), dtype=np.uint8)
+        forms[: len(self._where)] = self._forms
         where = np.zeros(capacity, dtype=np.uint8)
         where[: len(self._where)] = self._where
-        self._words, self._where = words, where
+        self._words, self._forms, self._where = words, forms, where
 
     def _live_rows(self) -> np.ndarray:
         """Rows of indexed documents, ascending."""

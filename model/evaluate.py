@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from docbits.index.codes import bucket_statistics
+from docbits.index.forms import pack_forms
 from docbits.model.corpus import Document, load_corpus
 from docbits.model.errors import CorpusError
 from docbits.model.featurizer import Featurizer
@@ -131,15 +132,17 @@ def evaluate_rescoring(
     oversample: int = DEFAULT_OVERSAMPLE,
 ) -> dict:
     """P@100 of codes + rescoring: per query the `oversample` × 100 nearest codes (Hamming,
-    ties in database order), re-ranked by `docbits.model.rescore.rescore`, the best 100 kept;
-    also the mean seconds per query spent in `rescore` alone."""
+    ties in database order), re-ranked by `docbits.model.rescore.rescore` over the int8 forms
+    packed as the service holds them, the best 100 kept; also the mean seconds per query spent
+    in `rescore` alone."""
     _check_alignment(db_codes, len(split.train_texts), "database (train)")
     _check_alignment(query_codes, len(split.test_texts), "query (test)")
     rankings, rescore_seconds = [], 0.0
-    for query_code, query_form in zip(query_codes, query_forms, strict=True):
+    db_packed, query_packed = pack_forms(db_forms), pack_forms(query_forms)  # as served
+    for query_code, query_form in zip(query_codes, query_packed, strict=True):
         candidates = hamming_candidates(query_code, db_codes, oversample * K)
         started = time.perf_counter()
-        positions, _scores = rescore(query_form, db_forms[candidates], K)
+        positions, _scores = rescore(query_form, db_packed[candidates], K)
         rescore_seconds += time.perf_counter() - started
         rankings.append(candidates[positions])
     return {

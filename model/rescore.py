@@ -9,6 +9,10 @@ Hamming score on every corpus of docs/results/quality-corpora.md. The forms come
 compiled encoder as the codes (`Hasher.encode_with_forms`), so a stored document and a query with
 the same text get the same form.
 
+The service keeps every document's form in memory beside its code, cut to 4 bits a value and
+packed two to a byte (`docbits.index.forms`): half the memory of int8. `rescore` ranks packed
+forms, so the evaluation scores what the service serves.
+
 No torch here: the service imports `rescore` on its search path.
 """
 
@@ -16,10 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from docbits.index.forms import FORM_DTYPE, FORM_LEVELS, unpack_forms
 from docbits.index.hamming import distance_matrix
 
-FORM_DTYPE = np.int8
-FORM_LEVELS = 127
 DEFAULT_OVERSAMPLE = 4
 # |logit| quantile of the training documents that maps to ±127 (larger logits are clipped).
 SCALE_QUANTILE = 0.99
@@ -62,15 +65,18 @@ def form_scores(query_form: np.ndarray, candidate_forms: np.ndarray) -> np.ndarr
 
 
 def rescore(
-    query_form: np.ndarray, candidate_forms: np.ndarray, k: int
+    query_packed: np.ndarray, candidate_packed: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(positions, scores) of the best `k` candidates by `form_scores`, best first.
+    """(positions, scores) of the best `k` candidates, best first, by `form_scores` of packed
+    forms (`docbits.index.forms.pack_forms`): the query's (bits/2 bytes) and the candidates'
+    (m, bits/2).
 
     Candidates come in the order the codes ranked them (Hamming distance, then the index's own
     order); equal scores keep that order, so the result is deterministic."""
     if k < 0:
         raise ValueError(f"k must be non-negative, got {k}")
-    scores = form_scores(query_form, candidate_forms)
+    query = unpack_forms(np.asarray(query_packed, dtype=np.uint8).reshape(1, -1))[0]
+    scores = form_scores(query, unpack_forms(candidate_packed))
     order = np.argsort(-scores, kind="stable")[:k]
     return order, scores[order]
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from docbits.index.forms import pack_forms
 from docbits.index.store import (
     ACTIVE_MODEL_SETTING,
     Change,
@@ -30,7 +31,7 @@ from docbits.index.store import (
     FeedGapError,
     StoreError,
 )
-from docbits.index.store.base import MODEL, UPSERT
+from docbits.index.store.base import MODEL, UPSERT, stored_forms
 from docbits.service.models import ActiveModel, active_model
 
 if TYPE_CHECKING:
@@ -257,7 +258,8 @@ def apply_changes(active: ActiveModel | None, changes: Sequence[Change]) -> int:
             if keep:
                 width = active.bits // 8
                 codes = np.frombuffer(b"".join(c.code for c in run), np.uint8).reshape(-1, width)
-                active.index.upsert(ids, codes)
+                forms = stored_forms(active.fingerprint, [c.form for c in run], active.bits)
+                active.index.upsert(ids, codes, pack_forms(forms))
             else:
                 active.index.remove(ids)
         applied = end

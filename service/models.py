@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from docbits.index.forms import pack_forms
 from docbits.index.hash_index import HashIndex
 from docbits.index.store import (
     ACTIVE_MODEL_SETTING,
@@ -56,14 +57,14 @@ class ActiveModel:
         return self.hasher.bits
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Codes and rescoring forms of query texts side by side, (n, bits/8 + bits) uint8:
-        split them with `split_query`."""
+        """Codes and packed rescoring forms of query texts side by side, (n, bits/8 + bits/2)
+        uint8: split them with `split_query`."""
         codes, forms = self.hasher.encode_with_forms(texts)
-        return np.hstack([codes, forms.view(np.uint8)])
+        return np.hstack([codes, pack_forms(forms)])
 
     def split_query(self, row: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """(code, int8 form) of one row of `encode_queries`."""
-        return row[: self.bits // 8].tobytes(), row[self.bits // 8 :].view(np.int8)
+        """(code, packed form) of one row of `encode_queries`."""
+        return row[: self.bits // 8].tobytes(), row[self.bits // 8 :]
 
 
 def load_hasher(path: Path, torch_threads: int | None = None) -> Hasher:

@@ -3,9 +3,10 @@
 A `nearest` search with the query's rescoring form re-ranks the first `RESCORE_OVERSAMPLE` ×
 `limit` candidates of the codes by their stored forms (`docbits.model.rescore`), as Qdrant's
 binary quantization and FAISS's refine step do; candidates past that window follow in Hamming
-order, like Elasticsearch's rescore window, so pages of one `limit` never overlap. The filter
-and the rescoring read the candidates' metadata and forms from the store (nothing per document
-is kept in memory besides the index), so they cost a store read per chunk of candidates.
+order, like Elasticsearch's rescore window, so pages of one `limit` never overlap. The
+candidates' forms are held by the index beside their codes; the filter reads the candidates'
+metadata from the store (nothing else per document is kept in memory), a store read per chunk
+of candidates.
 """
 
 from __future__ import annotations
@@ -42,18 +43,16 @@ def rank(
     offset: int,
     nearest: bool,
     keep: Keep | None,
-    store: DocumentStore | None = None,
     form: np.ndarray | None = None,
 ) -> Ranked:
     """Collect candidates for one code (bucket, ball or nearest) and cut out the page; a
-    nearest search given the query's `form` (and the `store` holding the documents' forms) is
-    rescored within its window."""
+    nearest search given the query's packed `form` is rescored within its window."""
     index = active.index
     wanted = offset + limit
-    if nearest and form is not None and store is not None:
+    if nearest and form is not None:
         window = RESCORE_OVERSAMPLE * limit
-        found = index.nearest(code, max(window, wanted), keep=keep)
-        ranked = rescored(active, store, form, found[:window]) + [
+        found, forms = index.nearest_with_forms(code, max(window, wanted), keep=keep)
+        ranked = rescored(form, found[:window], forms[:window]) + [
             (doc_id, distance, None) for doc_id, distance in found[window:wanted]
         ]
     else:
@@ -68,19 +67,22 @@ def rank(
 
 
 def rescored(
-    active: ActiveModel, store: DocumentStore, form: np.ndarray, found: list[tuple[str, int]]
+    form: np.ndarray, found: list[tuple[str, int]], forms: np.ndarray
 ) -> list[tuple[str, int, float | None]]:
-    """`found` re-ranked by the cosine of each candidate's stored form with the query's; a
-    candidate whose form is missing (written meanwhile by an older process) comes last."""
-    forms = store.get_forms([doc_id for doc_id, _ in found], active.fingerprint)
-    with_form = [hit for hit in found if hit[0] in forms]
-    stacked = np.frombuffer(b"".join(forms[doc_id] for doc_id, _ in with_form), dtype=np.int8)
-    order, scores = rescore(form, stacked.reshape(len(with_form), active.bits), len(with_form))
+    """`found` re-ranked by the cosine of each candidate's packed form (`forms`, row by row)
+    with the query's; a candidate without a form (all zeros: written by an older process) comes
+    last."""
+    present = forms.any(axis=1)
+    with_form = [hit for hit, has in zip(found, present.tolist(), strict=True) if has]
+    without: list[tuple[str, int, float | None]] = [
+        (*hit, None) for hit, has in zip(found, present.tolist(), strict=True) if not has
+    ]
+    order, scores = rescore(form, forms[present], len(with_form))
     ranked: list[tuple[str, int, float | None]] = [
         (*with_form[position], score)
         for position, score in zip(order.tolist(), scores.tolist(), strict=True)
     ]
-    return ranked + [(doc_id, distance, None) for doc_id, distance in found if doc_id not in forms]
+    return ranked + without
 
 
 def matches(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:

@@ -23,13 +23,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from docbits.index.forms import pack_forms
+
 if TYPE_CHECKING:
     from docbits.index.hash_index import HashIndex
 
 ACTIVE_MODEL_SETTING = "active_model"
 
 # Kinds of change in the feed.
-UPSERT = "upsert"  # a document's code (or lack of one) is now `code`/`fingerprint`
+UPSERT = "upsert"  # a document's code (or lack of one) is now `code`/`fingerprint`/`form`
 DELETE = "delete"  # the document is gone
 MODEL = "model"  # `fingerprint` became the active model: rebuild from iter_codes(fingerprint)
 CHANGE_KINDS = (UPSERT, DELETE, MODEL)
@@ -48,7 +50,8 @@ MODEL_CONFIG_FILE, MODEL_VOCAB_FILE, MODEL_WEIGHTS_FILE = (
 @dataclass
 class StoredDocument:
     """One document as stored; `code` is None until a model has encoded it. `form` (written
-    with the code, read only through `get_forms`) is the model's int8 rescoring form."""
+    with the code; the index holds it, `iter_codes` and the feed carry it) is the model's int8
+    rescoring form."""
 
     id: str
     text: str
@@ -64,9 +67,10 @@ class StoredDocument:
 class Change:
     """One entry of the change feed: what a follower needs to apply a write to its index.
 
-    `upsert`: document `id` now has `code` made by `fingerprint` (both None: no code).
-    `delete`: document `id` is gone. `model`: `fingerprint` is the active model from here on
-    (`id` and `code` are None). `written_at` is the writer's transaction time (epoch seconds).
+    `upsert`: document `id` now has `code` and int8 rescoring `form` made by `fingerprint`
+    (all None: no code; `form` None: written without one). `delete`: document `id` is gone.
+    `model`: `fingerprint` is the active model from here on (`id` and `code` are None).
+    `written_at` is the writer's transaction time (epoch seconds).
     """
 
     seq: int
@@ -75,6 +79,7 @@ class Change:
     code: bytes | None
     fingerprint: str | None
     written_at: float
+    form: bytes | None = None
 
 
 class Deleted(NamedTuple):
@@ -301,10 +306,6 @@ class DocumentStore(ABC):
         return {doc_id: doc.metadata for doc_id, doc in self.get_many(ids).items()}
 
     @abstractmethod
-    def get_forms(self, ids: Sequence[str], fingerprint: str) -> dict[str, bytes]:
-        """The rescoring forms that `fingerprint` made for documents among `ids`, keyed by id."""
-
-    @abstractmethod
     def delete(self, ids: Sequence[str]) -> Deleted:
         """Delete atomically; returns the ids that existed (in the order given) and the position."""
 
@@ -324,8 +325,9 @@ class DocumentStore(ABC):
     @abstractmethod
     def iter_codes(
         self, fingerprint: str, batch_size: int = 100_000
-    ) -> Iterator[tuple[list[str], np.ndarray]]:
-        """(ids, (n, b/8) uint8 codes) of documents coded by `fingerprint`, in insertion order."""
+    ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+        """(ids, (n, b/8) uint8 codes, (n, b) int8 rescoring forms, zeros where a document has
+        none) of documents coded by `fingerprint`, in insertion order."""
 
     @abstractmethod
     def ids_without_code(self, fingerprint: str, *, form: bool = False) -> list[str]:
@@ -478,7 +480,7 @@ class DocumentStore(ABC):
     def integrity_check(self, index: HashIndex, fingerprint: str) -> IntegrityReport:
         """Compare the stored codes of `fingerprint` with the index, id by id."""
         stored: dict[str, bytes] = {}
-        for ids, codes in self.iter_codes(fingerprint):
+        for ids, codes, _forms in self.iter_codes(fingerprint):
             stored.update(zip(ids, (row.tobytes() for row in codes), strict=True))
         indexed_ids, indexed_codes = index.to_arrays()
         indexed = dict(zip(indexed_ids, (row.tobytes() for row in indexed_codes), strict=True))
@@ -501,17 +503,18 @@ class DocumentStore(ABC):
         )
 
     def load_index(self, fingerprint: str, bits: int) -> HashIndex:
-        """Build the in-memory index of `fingerprint`'s codes, in insertion order."""
+        """Build the in-memory index of `fingerprint`'s codes and packed forms, in insertion
+        order."""
         from docbits.index.hash_index import HashIndex
 
-        def checked() -> Iterator[tuple[list[str], np.ndarray]]:
-            for ids, codes in self.iter_codes(fingerprint):
+        def checked() -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+            for ids, codes, forms in self.iter_codes(fingerprint):
                 if codes.shape[1] != bits // 8:
                     raise StoreError(
                         f"stored codes of model {fingerprint[:12]} have {codes.shape[1] * 8} "
                         f"bits, expected {bits}"
                     )
-                yield ids, codes
+                yield ids, codes, pack_forms(forms)
 
         index = HashIndex.from_batches(bits, checked())
         index.warm_up()
@@ -628,6 +631,15 @@ def packed_codes(fingerprint: str, codes: Sequence[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(len(codes), -1)
 
 
+def stored_forms(fingerprint: str, forms: Sequence[bytes | None], bits: int) -> np.ndarray:
+    """Stored rescoring forms of one model as a read-only (n, bits) int8 array, zeros where a
+    document has none; StoreError if one has another length."""
+    filled = [bytes(bits) if form is None else bytes(form) for form in forms]
+    if any(len(form) != bits for form in filled):
+        raise StoreError(f"rescoring forms of model {fingerprint[:12]} are not {bits} bytes each")
+    return np.frombuffer(b"".join(filled), dtype=np.int8).reshape(len(filled), bits)
+
+
 def check_models(rows: Sequence[DocumentRow], active: str | None) -> None:
     """ModelChangedError unless every row's fingerprint is the active model."""
     for row in rows:
@@ -731,6 +743,6 @@ JOB_COLUMNS = (
     "id, config, status, progress, documents, fingerprint, error, owner, lease_expires_at, "
     "created_at, finished_at"
 )
-CHANGE_COLUMNS = "seq, kind, id, code, fingerprint, written_at"
+CHANGE_COLUMNS = "seq, kind, id, code, fingerprint, written_at, form"
 # SQL (both backends) for the error of a job whose lease ran out, naming its owner.
 EXPIRED_LEASE_ERROR_SQL = "'the lease of ' || owner || ' expired: its process stopped renewing it'"

@@ -63,6 +63,7 @@ from docbits.index.store.base import (
     mask_url,
     packed_codes,
     stored_document,
+    stored_forms,
     training_job,
     validate_job_finish,
 )
@@ -133,6 +134,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (  # 2: documents get `form`, the int8 rescoring form written with the code
         "ALTER TABLE documents ADD COLUMN form BYTEA",
+    ),
+    (  # 3: an `upsert` change carries the document's rescoring form with its code
+        "ALTER TABLE changes ADD COLUMN form BYTEA",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -314,7 +318,7 @@ class PostgresStore(DocumentStore):
             connection.execute(
                 insert + ("" if insert_only else update), [last, *columns, fingerprints, forms]
             )
-            return _append_changes(connection, last, UPSERT, ids, codes, fingerprints)
+            return _append_changes(connection, last, UPSERT, ids, codes, fingerprints, forms)
 
         return self._write_in_turn(work)
 
@@ -329,15 +333,6 @@ class PostgresStore(DocumentStore):
             f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ANY(%s::text[])", [list(ids)]
         )
         return {row[0]: stored_document(*row) for row in rows}
-
-    def get_forms(self, ids: Sequence[str], fingerprint: str) -> dict[str, bytes]:
-        """The rescoring forms that `fingerprint` made for documents among `ids`, keyed by id."""
-        rows = self._read(
-            "SELECT id, form FROM documents WHERE id = ANY(%s::text[]) AND form IS NOT NULL "
-            "AND fingerprint = %s",
-            [list(ids), fingerprint],
-        )
-        return {doc_id: bytes(form) for doc_id, form in rows}
 
     def get_metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The metadata of the documents that exist among `ids`, keyed by id."""
@@ -360,7 +355,8 @@ class PostgresStore(DocumentStore):
             deleted = [doc_id for doc_id in unique if doc_id in existed]
             nothing = [None] * len(deleted)
             return Deleted(
-                deleted, _append_changes(connection, last, DELETE, deleted, nothing, nothing)
+                deleted,
+                _append_changes(connection, last, DELETE, deleted, nothing, nothing, nothing),
             )
 
         return self._write_in_turn(work)
@@ -391,20 +387,21 @@ class PostgresStore(DocumentStore):
     # ---- codes and models ----------------------------------------------------------------
     def iter_codes(
         self, fingerprint: str, batch_size: int = 100_000
-    ) -> Iterator[tuple[list[str], np.ndarray]]:
-        """(ids, codes) of documents coded by `fingerprint`, in insertion order."""
+    ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+        """(ids, codes, forms) of documents coded by `fingerprint`, in insertion order."""
         position = -1
         while True:
             rows = self._read(
-                "SELECT position, id, code FROM documents WHERE fingerprint = %s "
+                "SELECT position, id, code, form FROM documents WHERE fingerprint = %s "
                 "AND code IS NOT NULL AND position > %s ORDER BY position LIMIT %s",
                 [fingerprint, position, batch_size],
             )
             if not rows:
                 return
             position = rows[-1][0]
-            _, ids, codes = zip(*rows, strict=True)
-            yield list(ids), packed_codes(fingerprint, codes)
+            _, ids, codes, forms = zip(*rows, strict=True)
+            codes = packed_codes(fingerprint, codes)
+            yield list(ids), codes, stored_forms(fingerprint, forms, 8 * codes.shape[1])
 
     def ids_without_code(self, fingerprint: str, *, form: bool = False) -> list[str]:
         """Ids whose code (or, with `form`, rescoring form) is missing or made by another
@@ -438,8 +435,9 @@ class PostgresStore(DocumentStore):
             _write_codes(connection, updates, fingerprint)
             ids = [doc_id for doc_id, _, _ in updates]
             packed = [code for _, code, _ in updates]
+            forms = [form for _, _, form in updates]
             fingerprints = [fingerprint] * len(ids)
-            return _append_changes(connection, last, UPSERT, ids, packed, fingerprints)
+            return _append_changes(connection, last, UPSERT, ids, packed, fingerprints, forms)
 
         return self._write_in_turn(work)
 
@@ -461,7 +459,7 @@ class PostgresStore(DocumentStore):
                 raise FeedMovedError(expect_seq, last)
             _write_codes(connection, updates, fingerprint)
             _write_setting(connection, ACTIVE_MODEL_SETTING, fingerprint)
-            return _append_changes(connection, last, MODEL, [None], [None], [fingerprint])
+            return _append_changes(connection, last, MODEL, [None], [None], [fingerprint], [None])
 
         return self._write_in_turn(work)
 
@@ -711,6 +709,7 @@ def _append_changes(
     ids: list[str | None],
     codes: list[bytes | None],
     fingerprints: list[str | None],
+    forms: list[bytes | None],
 ) -> int:
     """Number the changes `last + 1, ...` inside the caller's turn (its transaction holds the
     feed's row), store them, notify at commit; returns the new newest number."""
@@ -718,10 +717,10 @@ def _append_changes(
         return last
     connection.execute(
         f"INSERT INTO changes ({CHANGE_COLUMNS}) "
-        "SELECT %s + c.ord, %s, c.id, c.code, c.fingerprint, extract(epoch FROM now()) "
-        "FROM unnest(%s::text[], %s::bytea[], %s::text[]) WITH ORDINALITY AS c(id, code, "
-        "fingerprint, ord)",
-        [last, kind, ids, codes, fingerprints],
+        "SELECT %s + c.ord, %s, c.id, c.code, c.fingerprint, extract(epoch FROM now()), c.form "
+        "FROM unnest(%s::text[], %s::bytea[], %s::text[], %s::bytea[]) WITH ORDINALITY "
+        "AS c(id, code, fingerprint, form, ord)",
+        [last, kind, ids, codes, fingerprints, forms],
     )
     newest = last + len(ids)
     connection.execute("UPDATE feed SET last_seq = %s", [newest])

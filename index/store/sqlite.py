@@ -54,6 +54,7 @@ from docbits.index.store.base import (
     job_config_json,
     packed_codes,
     stored_document,
+    stored_forms,
     training_job,
     validate_job_finish,
 )
@@ -151,11 +152,17 @@ def _migrate_4_add_forms(connection: sqlite3.Connection) -> None:
     connection.execute("ALTER TABLE documents ADD COLUMN form BLOB")
 
 
+def _migrate_5_add_change_forms(connection: sqlite3.Connection) -> None:
+    """Version 5: an `upsert` change carries the document's rescoring form with its code."""
+    connection.execute("ALTER TABLE changes ADD COLUMN form BLOB")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_1_create_tables,
     _migrate_2_add_updated_at,
     _migrate_3_feed_models_jobs,
     _migrate_4_add_forms,
+    _migrate_5_add_change_forms,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -316,7 +323,9 @@ class SQLiteStore(DocumentStore):
                 [(*row, now, now) for row in rows],
             )
             return _append_changes(
-                connection, [(UPSERT, row.id, row.code, row.fingerprint) for row in rows], now
+                connection,
+                [(UPSERT, row.id, row.code, row.fingerprint, row.form) for row in rows],
+                now,
             )
 
     def get(self, doc_id: str) -> StoredDocument | None:
@@ -338,16 +347,6 @@ class SQLiteStore(DocumentStore):
         )
         return {doc_id: json.loads(metadata) for doc_id, metadata in rows}
 
-    def get_forms(self, ids: Sequence[str], fingerprint: str) -> dict[str, bytes]:
-        """The rescoring forms that `fingerprint` made for documents among `ids`, keyed by id."""
-        rows = self._in_chunks(
-            "SELECT id, form FROM documents WHERE id IN ({marks}) AND form IS NOT NULL "
-            "AND fingerprint = ?",
-            list(set(ids)),
-            [fingerprint],
-        )
-        return {doc_id: bytes(form) for doc_id, form in rows}
-
     def delete(self, ids: Sequence[str]) -> Deleted:
         """Delete atomically; returns the ids that existed, in the order given."""
         unique = list(dict.fromkeys(ids))
@@ -360,7 +359,7 @@ class SQLiteStore(DocumentStore):
                 )
             deleted = [doc_id for doc_id in unique if doc_id in existing]
             seq = _append_changes(
-                connection, [(DELETE, doc_id, None, None) for doc_id in deleted], time.time()
+                connection, [(DELETE, doc_id, None, None, None) for doc_id in deleted], time.time()
             )
         return Deleted(deleted, seq)
 
@@ -389,20 +388,21 @@ class SQLiteStore(DocumentStore):
     # ---- codes and models ----------------------------------------------------------------
     def iter_codes(
         self, fingerprint: str, batch_size: int = 100_000
-    ) -> Iterator[tuple[list[str], np.ndarray]]:
-        """(ids, codes) of documents coded by `fingerprint`, in insertion order."""
+    ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+        """(ids, codes, forms) of documents coded by `fingerprint`, in insertion order."""
         last_seq = -1
         while True:
             rows = self._query(
-                "SELECT seq, id, code FROM documents WHERE seq > ? AND fingerprint = ? "
+                "SELECT seq, id, code, form FROM documents WHERE seq > ? AND fingerprint = ? "
                 "AND code IS NOT NULL ORDER BY seq LIMIT ?",
                 [last_seq, fingerprint, batch_size],
             )
             if not rows:
                 return
             last_seq = rows[-1][0]
-            _, ids, codes = zip(*rows, strict=True)
-            yield list(ids), packed_codes(fingerprint, codes)
+            _, ids, codes, forms = zip(*rows, strict=True)
+            codes = packed_codes(fingerprint, codes)
+            yield list(ids), codes, stored_forms(fingerprint, forms, 8 * codes.shape[1])
 
     def ids_without_code(self, fingerprint: str, *, form: bool = False) -> list[str]:
         """Ids whose code (or, with `form`, rescoring form) is missing or made by another
@@ -435,7 +435,7 @@ class SQLiteStore(DocumentStore):
             self._write_codes(connection, updates, fingerprint)
             return _append_changes(
                 connection,
-                [(UPSERT, doc_id, code, fingerprint) for doc_id, code, _ in updates],
+                [(UPSERT, doc_id, code, fingerprint, form) for doc_id, code, form in updates],
                 now,
             )
 
@@ -457,7 +457,9 @@ class SQLiteStore(DocumentStore):
                 raise FeedMovedError(expect_seq, last)
             self._write_codes(connection, updates, fingerprint)
             _write_setting(connection, ACTIVE_MODEL_SETTING, fingerprint)
-            return _append_changes(connection, [(MODEL, None, None, fingerprint)], time.time())
+            return _append_changes(
+                connection, [(MODEL, None, None, fingerprint, None)], time.time()
+            )
 
     # ---- change feed ---------------------------------------------------------------------
     def last_seq(self) -> int:
@@ -659,15 +661,18 @@ def _last_seq(connection: sqlite3.Connection) -> int:
 
 def _append_changes(
     connection: sqlite3.Connection,
-    changes: list[tuple[str, str | None, bytes | None, str | None]],
+    changes: list[tuple[str, str | None, bytes | None, str | None, bytes | None]],
     now: float,
 ) -> int:
-    """Number (kind, id, code, fingerprint) changes after the feed's newest, inside the caller's
-    write transaction (the file's one writer), and return the new newest."""
+    """Number (kind, id, code, fingerprint, form) changes after the feed's newest, inside the
+    caller's write transaction (the file's one writer), and return the new newest."""
     first = _last_seq(connection) + 1
     connection.executemany(
-        f"INSERT INTO changes ({CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-        [(first + offset, *change, now) for offset, change in enumerate(changes)],
+        f"INSERT INTO changes ({CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (first + offset, kind, doc_id, code, fingerprint, now, form)
+            for offset, (kind, doc_id, code, fingerprint, form) in enumerate(changes)
+        ],
     )
     last = first + len(changes) - 1
     connection.execute("UPDATE feed SET last_seq = ?", [last])
@@ -675,8 +680,16 @@ def _append_changes(
 
 
 def _change(row: Sequence[Any]) -> Change:
-    seq, kind, doc_id, code, fingerprint, written_at = row
-    return Change(seq, kind, doc_id, None if code is None else bytes(code), fingerprint, written_at)
+    seq, kind, doc_id, code, fingerprint, written_at, form = row
+    return Change(
+        seq,
+        kind,
+        doc_id,
+        None if code is None else bytes(code),
+        fingerprint,
+        written_at,
+        None if form is None else bytes(form),
+    )
 
 
 def _setting(connection: sqlite3.Connection, key: str) -> str | None:

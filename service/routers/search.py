@@ -13,7 +13,6 @@ from starlette.types import Receive, Scope, Send
 
 from docbits.index.codes import code_to_hex
 from docbits.index.hash_index import Keep
-from docbits.index.store import DocumentStore
 from docbits.service.auth import require_read
 from docbits.service.errors import ApiError
 from docbits.service.models import ActiveModel
@@ -99,7 +98,6 @@ def check_caps(state: ServiceState, options: SearchOptions) -> None:
 
 def _ranked(
     state: ServiceState,
-    store: DocumentStore,
     active: ActiveModel,
     options: SearchOptions,
     code: bytes,
@@ -115,7 +113,6 @@ def _ranked(
         offset=options.offset,
         nearest=options.nearest,
         keep=keep,
-        store=store,
         form=form if options.rescore else None,
     )
     state.metrics.candidates.observe(ranked.candidates)
@@ -134,9 +131,7 @@ def _rank_and_render(
     hits, serialise the JSON body."""
     store = state.require_ready()
     keep = metadata_keep(store, wanted)
-    ranked = [
-        _ranked(state, store, active, options, *active.split_query(row), keep) for row in encoded
-    ]
+    ranked = [_ranked(state, active, options, *active.split_query(row), keep) for row in encoded]
     bodies = _hits_bodies(state, active, ranked, options.include_text)
     return json_bytes({"results": bodies} if batch else bodies[0])
 
@@ -251,10 +246,8 @@ def _similar_body(
     if code is None:
         raise ApiError(404, "not_found", f"no indexed document with id {doc_id!r}", {"id": doc_id})
     store = state.require_ready()
-    form = None
-    if options.nearest and options.rescore:  # only a rescored search reads the document's form
-        stored_form = store.get_forms([doc_id], active.fingerprint).get(doc_id)
-        form = None if stored_form is None else np.frombuffer(stored_form, dtype=np.int8)
+    form = active.index.form_of(doc_id)
+    form = form if form is not None and form.any() else None  # zeros: stored without a form
     keep = metadata_keep(store, None, exclude=doc_id)
-    ranked = _ranked(state, store, active, options, code, form, keep)
+    ranked = _ranked(state, active, options, code, form, keep)
     return json_bytes(_hits_bodies(state, active, [ranked], options.include_text)[0])

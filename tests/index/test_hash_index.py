@@ -172,6 +172,40 @@ def test_bulk_built_index_accepts_writes(count: int) -> None:
     assert index.nearest(bytes(9), 1) == expected
 
 
+def test_forms_follow_their_documents() -> None:
+    """Each document's packed form comes back with it from `nearest_with_forms` and `form_of`,
+    through moves, growth past the first capacity, a bulk build and removals; a document
+    written without a form has zeros."""
+    bits, count = 16, 3000
+    ids = [f"d{i}" for i in range(count)]
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, size=(count, 2)).astype(np.uint8)
+    forms = rng.integers(0, 256, size=(count, 8)).astype(np.uint8)
+    grown = HashIndex(bits)
+    for start in range(0, count, 700):
+        grown.upsert(
+            ids[start : start + 700], codes[start : start + 700], forms[start : start + 700]
+        )
+    built = HashIndex.from_arrays(bits, ids, codes, forms)
+    for index in (grown, built):
+        index.upsert(["d5", "d6"], np.zeros((2, 2), np.uint8), forms[:2])  # moved, new forms
+        index.upsert(["plain"], np.zeros((1, 2), np.uint8))
+        index.remove(["d7"])
+        expected = {doc_id: forms[row] for row, doc_id in enumerate(ids)}
+        expected.update({"d5": forms[0], "d6": forms[1], "plain": np.zeros(8, np.uint8)})
+        for query in (bytes(2), codes[9].tobytes()):
+            for keep in (None, keep_some):
+                hits, hit_forms = index.nearest_with_forms(query, 50, keep)
+                assert hits == index.nearest(query, 50, keep)
+                assert hit_forms.shape == (len(hits), 8)
+                for (doc_id, _), form in zip(hits, hit_forms, strict=True):
+                    np.testing.assert_array_equal(form, expected[doc_id])
+        np.testing.assert_array_equal(index.form_of("d5"), forms[:1])
+        assert index.form_of("d7") is None and not index.form_of("plain").any()
+    with pytest.raises(ValueError, match="packed forms"):
+        HashIndex(bits).upsert(["a"], codes[:1], np.zeros((1, 4), np.uint8))
+
+
 WARM_UP_CHECK = """
 import sys
 from docbits.index import hash_index, kernels

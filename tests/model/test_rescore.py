@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from docbits.index.forms import pack_forms
 from docbits.model.hasher import Hasher
 from docbits.model.rescore import (
     DEFAULT_FORM_SCALE,
@@ -52,13 +53,13 @@ def test_form_scores_are_cosines_and_zero_for_empty_forms() -> None:
 
 
 def test_rescore_returns_the_best_k_and_keeps_candidate_order_on_ties() -> None:
-    query = np.array([10, 10], dtype=np.int8)
-    candidates = np.array([[1, 0], [5, 5], [-5, -5], [7, 7], [0, 1]], dtype=np.int8)
-    positions, scores = rescore(query, candidates, k=3)
-    assert positions.tolist() == [1, 3, 0]  # [5, 5] and [7, 7] tie at cosine 1: input order
+    query = pack_forms(np.array([[100, 100]], dtype=np.int8))[0]
+    candidates = np.array([[20, 0], [90, 90], [-90, -90], [127, 127], [0, 20]], dtype=np.int8)
+    positions, scores = rescore(query, pack_forms(candidates), k=3)
+    assert positions.tolist() == [1, 3, 0]  # [90, 90] and [127, 127] tie at cosine 1: input order
     np.testing.assert_allclose(scores, [1.0, 1.0, np.sqrt(0.5)])
-    assert rescore(query, candidates, k=10)[0].tolist() == [1, 3, 0, 4, 2]
-    assert rescore(query, candidates[:0], k=3)[0].size == 0
+    assert rescore(query, pack_forms(candidates), k=10)[0].tolist() == [1, 3, 0, 4, 2]
+    assert rescore(query, pack_forms(candidates[:0]), k=3)[0].size == 0
 
 
 def test_hamming_candidates_are_nearest_first_with_ties_in_database_order() -> None:

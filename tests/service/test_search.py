@@ -84,21 +84,22 @@ def test_nearest_is_rescored_by_the_stored_forms_unless_asked_not_to(
     indexed: TestClient, corpus: list[dict[str, Any]]
 ) -> None:
     """A nearest search takes 4 x the page's candidates from the codes and ranks them by the
-    cosine of their stored forms with the query's; the same forms recomputed here agree."""
+    cosine of their packed forms with the query's; the same forms recomputed from the texts
+    agree."""
+    from docbits.index.forms import pack_forms, unpack_forms
     from docbits.model.rescore import form_scores
 
-    state = indexed.app.state.service
-    hasher, store = state.active.hasher, state.store
+    hasher = indexed.app.state.service.active.hasher
+    texts = {doc["id"]: doc["text"] for doc in corpus}
     query = corpus[7]["text"] + " " + corpus[130]["text"]
     body = indexed.get("/v1/search", params={"q": query, "nearest": True, "limit": 5}).json()
     assert body["candidates"] == 20  # the rescoring window, 4 x limit
     scores = [hit["form_score"] for hit in body["hits"]]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
-    _, query_forms = hasher.encode_with_forms([query])
     ids = [hit["id"] for hit in body["hits"]]
-    forms = store.get_forms(ids, hasher.fingerprint)
-    stacked = np.stack([np.frombuffer(forms[doc_id], dtype=np.int8) for doc_id in ids])
-    assert np.allclose(form_scores(query_forms[0], stacked), scores)
+    _, forms = hasher.encode_with_forms([query] + [texts[doc_id] for doc_id in ids])
+    values = unpack_forms(pack_forms(forms))
+    assert np.allclose(form_scores(values[0], values[1:]), scores)
     plain = {"q": query, "nearest": True, "limit": 5, "rescore": False}
     hits = indexed.get("/v1/search", params=plain).json()["hits"]
     assert all(hit["form_score"] is None for hit in hits)

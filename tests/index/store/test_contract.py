@@ -78,25 +78,39 @@ def test_round_trip_and_insertion_order(store: DocumentStore) -> None:
     assert store.ids_without_code("other") == ["b", "a", "c"]
 
 
+def forms_of(store: DocumentStore, fingerprint: str) -> dict[str, bytes]:
+    """Every form `iter_codes` returns for `fingerprint`, by id."""
+    return {
+        doc_id: form.tobytes()
+        for ids, _, forms in store.iter_codes(fingerprint)
+        for doc_id, form in zip(ids, forms, strict=True)
+    }
+
+
 def test_rescoring_forms_are_written_with_their_codes(store: DocumentStore) -> None:
-    """A form comes back only for its model's code, and is replaced with it by a switch."""
+    """A form is read (by `iter_codes` and in the feed) with its model's code, zeros when the
+    code came without one, and is replaced with it by a switch or `set_codes`."""
     form = bytes(range(16))
     store.upsert(
         [
             StoredDocument("a", "t", {}, b"\x00\x01", FP, form=form),
-            doc("b", 2),
+            StoredDocument("b", "t", {}, b"\x00\x02", FP),
             StoredDocument("c", "t", {}, b"\x00\x03", "other", form=form),
         ]
     )
-    assert store.get_forms(["a", "b", "c", "zzz"], FP) == {"a": form}
+    assert forms_of(store, FP) == {"a": form, "b": bytes(16)}
+    assert [change.form for change in store.changes_since(0)] == [form, None, form]
     assert store.ids_without_code(FP) == ["c"]
     assert store.ids_without_code(FP, form=True) == ["b", "c"]
     forms = np.arange(48, dtype=np.int8).reshape(3, 16)
     store.switch_model("m2", ["a", "b", "c"], np.zeros((3, 2), np.uint8), forms)
-    assert store.get_forms(["a", "b", "c"], FP) == {}
-    assert store.get_forms(["c", "a"], "m2") == {"a": forms[0].tobytes(), "c": forms[2].tobytes()}
-    store.set_codes(["b"], np.ones((1, 2), np.uint8), "m2", forms=-forms[:1])
-    assert store.get_forms(["b"], "m2") == {"b": (-forms[0]).tobytes()}
+    assert forms_of(store, FP) == {}
+    assert forms_of(store, "m2") == {
+        doc_id: row.tobytes() for doc_id, row in zip("abc", forms, strict=True)
+    }
+    seq = store.set_codes(["b"], np.ones((1, 2), np.uint8), "m2", forms=-forms[:1])
+    assert forms_of(store, "m2")["b"] == (-forms[0]).tobytes()
+    assert store.changes_since(seq - 1)[0].form == (-forms[0]).tobytes()
     assert store.ids_without_code("m2", form=True) == []
     with pytest.raises(ValueError, match="int8"):
         store.set_codes(["b"], np.ones((1, 2), np.uint8), "m2", forms=np.zeros((1, 8), np.int8))
@@ -114,7 +128,7 @@ def test_upsert_keeps_created_at_and_changes_updated_at(store: DocumentStore) ->
     assert second.text == "new" and second.code == b"\x00\x03"
     assert second.created_at == first.created_at
     assert second.updated_at > first.updated_at
-    assert [ids for ids, _ in store.iter_codes(FP)] == [["a", "b"]]
+    assert [ids for ids, _, _ in store.iter_codes(FP)] == [["a", "b"]]
 
 
 def test_a_repeated_id_keeps_its_first_place_and_last_content(store: DocumentStore) -> None:
@@ -167,7 +181,7 @@ def test_set_codes_and_switch_model_are_atomic(store: DocumentStore) -> None:
     assert store.last_seq() == 2
     store.switch_model("m2", ["a", "b"], codes)
     assert store.get_setting(ACTIVE_MODEL_SETTING) == "m2"
-    ids, stored = next(store.iter_codes("m2"))
+    ids, stored, _ = next(store.iter_codes("m2"))
     assert ids == ["a", "b"] and np.array_equal(stored, codes)
     store.set_codes(["b"], np.array([[7, 7]], dtype=np.uint8), "m3")
     assert store.ids_without_code("m2") == ["b"]
@@ -335,7 +349,7 @@ class Follower:
             return {}
         return {
             doc_id: code.tobytes()
-            for ids, codes in self.store.iter_codes(fingerprint, batch_size=7)
+            for ids, codes, _ in self.store.iter_codes(fingerprint, batch_size=7)
             for doc_id, code in zip(ids, codes, strict=True)
         }
 

@@ -65,12 +65,38 @@ def test_migrates_a_version_1_database(tmp_path: Path) -> None:
     )
     old.close()
     store = SQLiteStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 4
+    assert store.schema_version == SCHEMA_VERSION == 5
     migrated = store.get("old")
     assert migrated.metadata == {"a": 1} and migrated.code == b"\x01\x02"
     assert migrated.created_at == migrated.updated_at == 123.5
     assert store.last_seq() == 0 and store.changes_since(0) == []
     assert store.upsert([doc("new", 1)]) == 1
+    store.close()
+
+
+def test_migrates_a_version_4_feed_without_forms(tmp_path: Path) -> None:
+    """Changes written before the feed carried forms read back with no form; the index built
+    from the store still gets the documents' forms."""
+    path = tmp_path / "v4.sqlite"
+    old = sqlite3.connect(path, isolation_level=None)
+    assert migrate(old, target=4) == 4
+    old.execute(
+        "INSERT INTO documents (id, text, metadata, code, fingerprint, form, created_at, "
+        "updated_at) VALUES ('old', 't', '{}', x'0102', ?, ?, 1.0, 1.0)",
+        [FP, bytes(range(16))],
+    )
+    old.execute(
+        "INSERT INTO changes (seq, kind, id, code, fingerprint, written_at) "
+        "VALUES (1, 'upsert', 'old', x'0102', ?, 1.0)",
+        [FP],
+    )
+    old.execute("UPDATE feed SET last_seq = 1")
+    old.close()
+    store = SQLiteStore(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert [(change.id, change.form) for change in store.changes_since(0)] == [("old", None)]
+    [(ids, _, forms)] = list(store.iter_codes(FP))
+    assert ids == ["old"] and forms.tobytes() == bytes(range(16))
     store.close()
 
 
