@@ -220,8 +220,9 @@ def write_page(args: argparse.Namespace, command: str, corpora: dict, models: li
         "validation metric; the service's job also allows 30 epochs and stops at its time "
         "budget: `bench/service_training.py`); tie-aware P@100 of Hamming ranking, the figure "
         "`docbits eval` prints. **+ rescoring**: the 4 × 100 nearest codes (ties in database "
-        "order) re-ranked by the cosine of the int8 forms of the code layer's logits "
-        "(`docbits.model.rescore`), the best 100 kept (plain precision of that list).",
+        "order) re-ranked by the cosine of the forms of the code layer's logits (int8, cut to "
+        "4 bits a value as the service holds them; `docbits.model.rescore`), the best 100 kept "
+        "(plain precision of that list).",
         "- Baselines, fitted on the train side: TF-IDF = scikit-learn `TfidfVectorizer(stop_words="
         '"english", max_features=10000, min_df=2, sublinear_tf=True)` cosine; LSA-100 = its '
         "100-component truncated SVD, rows normalised, cosine; BM25 = `bm25s` defaults; MiniLM = "
@@ -283,8 +284,9 @@ def write_page(args: argparse.Namespace, command: str, corpora: dict, models: li
         "*train s*: wall seconds of `train()` in the run that made the model (featurising, "
         "teacher graph, epochs; the shared 2-core machine ran other jobs meanwhile, so these "
         "are pessimistic). *rescore µs/query*: time in `docbits.model.rescore.rescore` for "
-        "400 candidates, the compute rescoring adds to a search (the candidates' forms are "
-        "read with their ids).",
+        "400 candidates (the index holds the candidates' packed forms beside their codes); "
+        "what rescoring adds to a whole search through the service is on "
+        "[rescoring.md](rescoring.md).",
         "",
         "## Published anchors (unsupervised, similar but not identical splits)",
         "",
