@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -319,6 +320,26 @@ def test_apply_changes_stops_before_a_model_change_and_keeps_feed_order() -> Non
     assert active.index.bucket(b"\x00\x01") == ["c", "a"]  # a came back after c
     assert active.index.code_of("b") is None and active.index.code_of("d") is None
     assert apply_changes(None, changes[:3]) == 3
+
+
+def test_apply_changes_puts_each_change_form_in_the_index() -> None:
+    """The int8 form an upsert change carries lands packed beside its code; a change without
+    one (written before the feed carried forms) leaves zeros."""
+    from docbits.index.forms import pack_forms
+    from docbits.index.hash_index import HashIndex
+    from docbits.index.store import Change
+
+    forms = np.arange(-64, 64, 4, dtype=np.int8).reshape(2, 16)
+    fingerprint = _Hasher.fingerprint
+    active = ActiveModel(_Hasher(), HashIndex(16))  # type: ignore[arg-type]
+    changes = [
+        Change(1, "upsert", "a", b"\x00\x01", fingerprint, 0.0, forms[0].tobytes()),
+        Change(2, "upsert", "b", b"\x00\x01", fingerprint, 0.0, None),
+        Change(3, "upsert", "a", b"\x00\x02", fingerprint, 0.0, forms[1].tobytes()),
+    ]
+    assert apply_changes(active, changes) == 3
+    np.testing.assert_array_equal(active.index.form_of("a"), pack_forms(forms[1:]))
+    assert not active.index.form_of("b").any()
 
 
 def test_the_lag_clock_times_the_oldest_change_seen_and_not_applied() -> None:
