@@ -1,7 +1,7 @@
 """Search: one query code to a page of ranked hits, rescoring, and the metadata filter.
 
 A `nearest` search with the query's rescoring form re-ranks the first `RESCORE_OVERSAMPLE` ×
-`limit` candidates of the codes by their stored forms (`docbits.model.rescore`), as Qdrant's
+`limit` candidates of the codes by their forms (`docbits.model.rescore`), as Qdrant's
 binary quantization and FAISS's refine step do; candidates past that window follow in Hamming
 order, like Elasticsearch's rescore window, so pages of one `limit` never overlap. The
 candidates' forms are held by the index beside their codes; the filter reads the candidates'
