@@ -572,6 +572,11 @@ def _document_row(doc: StoredDocument) -> DocumentRow:
         raise ValueError(f"document {doc.id!r}: a rescoring form needs a code")
     code = None if doc.code is None else bytes(doc.code)
     form = None if doc.form is None else bytes(doc.form)
+    if form is not None and len(form) != 8 * len(code):
+        raise ValueError(
+            f"document {doc.id!r}: a rescoring form has one byte per code bit "
+            f"({8 * len(code)}), got {len(form)}"
+        )
     return DocumentRow(doc.id, doc.text, metadata, code, doc.fingerprint, form)
 
 

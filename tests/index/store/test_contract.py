@@ -116,6 +116,9 @@ def test_rescoring_forms_are_written_with_their_codes(store: DocumentStore) -> N
         store.set_codes(["b"], np.ones((1, 2), np.uint8), "m2", forms=np.zeros((1, 8), np.int8))
     with pytest.raises(ValueError, match="needs a code"):
         store.upsert([StoredDocument("d", "t", {}, form=form)])
+    with pytest.raises(ValueError, match="one byte per code bit"):
+        store.upsert([StoredDocument("d", "t", {}, b"\x00\x01", FP, form=form[:8])])
+    assert store.get("d") is None
 
 
 def test_upsert_keeps_created_at_and_changes_updated_at(store: DocumentStore) -> None:
