@@ -8,13 +8,15 @@ embedding choice can be checked on every corpus in seconds to minutes.
 Usage: .venv/bin/python bench/teacher_probe.py [--corpora NAME ...] [--bits 32]
        [--variant NAME=k:60,scaling:cosine,dims:32,weight:0 ...]
 
-A variant sets the graph's k, its edge weights (`cosine`, or `local` for
+A variant sets the rows the graph is built over (`features`: `bm25` for
+`docbits.model.graph.bm25_rows`, the default `sublinear` for sublinear TF-IDF), the graph's k,
+its edge weights (`cosine`, or `local` for
 `docbits.model.graph.local_scaling`), how many eigenvectors (`dims`) and the power of the
 eigenvalue each is weighted by (`weight`: 0 = unweighted, 2 = the recipe's diffusion time),
 `min_eigenvalue` keeps only eigenvectors above it (at least 8), as an earlier recipe did;
 `plan:3` splits the bits over graphs of k/2, k and 2k as `teacher_plan` does for long codes.
-Without --variant it compares the previous recipe (cosine graph of k 60, up to 32 unweighted
-eigenvectors with eigenvalue ≥ ½) with the current defaults.
+Without --variant it compares the previous recipe (a locally scaled graph over sublinear TF-IDF)
+with the current defaults (over BM25 rows).
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ from docbits.model.featurizer import Featurizer  # noqa: E402
 from docbits.model.metrics import precision_at_k  # noqa: E402
 from docbits.model.train import TrainConfig, vocabulary_limits  # noqa: E402
 
+RECIPE = (
+    f"k:{TrainConfig().graph_k},scaling:local,dims:{graph.TEACHER_DIMS},"
+    f"weight:{graph.DIFFUSION_TIME},plan:3"
+)
 DEFAULT_VARIANTS = {
-    "previous recipe": "k:60,scaling:cosine,dims:32,weight:0,min_eigenvalue:0.5,plan:3",
-    "recipe": f"k:{TrainConfig().graph_k},scaling:local,dims:{graph.TEACHER_DIMS},"
-    f"weight:{graph.DIFFUSION_TIME},plan:3",
+    "previous recipe": f"features:sublinear,{RECIPE}",
+    "recipe": f"features:bm25,{RECIPE}",
 }
 
 
@@ -79,12 +84,18 @@ def probe(name: str, bits: int, variants: dict[str, str]) -> list[dict]:
     texts = split.train_texts + split.test_texts
     min_df, max_df = vocabulary_limits(len(split.train_texts), TrainConfig())
     featurizer = Featurizer.fit(split.train_texts, TrainConfig().max_features, min_df, max_df)
-    features = graph.sublinear_tfidf(featurizer.counts(texts), featurizer.idf)
+    counts = featurizer.counts(texts)
+    features = {
+        "sublinear": graph.sublinear_tfidf(counts, featurizer.idf),
+        "bm25": graph.bm25_rows(counts, featurizer.idf),
+    }
     n_train = len(split.train_texts)
     rows = []
     for label, text in variants.items():
         started = time.monotonic()
-        packed = np.packbits(teacher_codes(features, bits, parse_variant(text)), axis=1)
+        variant = parse_variant(text)
+        rows_of = features[variant.get("features", "sublinear")]
+        packed = np.packbits(teacher_codes(rows_of, bits, variant), axis=1)
         score = precision_at_k(
             packed[n_train:], packed[:n_train], split.test_labels, split.train_labels
         )["tie_aware"]

@@ -1,17 +1,16 @@
 """Document kNN graph and spectral "teacher" codes for self-taught hashing.
 
-The teacher turns a corpus into target bits in four steps: sublinear TF-IDF rows (1 + ln tf,
-times idf, unit length), a symmetric k-nearest-neighbour graph built a block of rows at a time
-(never an n × n dense matrix) and weighted by a locally scaled Gaussian of the cosine distance
-(`local_scaling`), the top `TEACHER_DIMS` eigenvectors of its normalised adjacency D^-½ W D^-½
-(the trivial first one skipped) each weighted by its eigenvalue squared (`diffusion_embedding`),
-and an ITQ rotation of that embedding so that taking signs loses as little as possible.
-Codes of `MULTI_GRAPH_MIN_BITS` or more split their bits between the embeddings of three
-graphs with different neighbourhood sizes (`teacher_plan`), which differ more than rotations
-of one. The student learns soft versions of these bits (`soft_bits`: each bit's
-margin, not only its sign) and predicts them from the text, which is what extends them to
-documents outside the graph.
-"""
+The teacher turns a corpus into target bits in four steps: BM25-weighted rows (`bm25_rows`: term
+frequency saturated and normalised by document length, times idf, unit length), a symmetric
+k-nearest-neighbour graph built a block of rows at a time (never an n × n dense matrix) and
+weighted by a locally scaled Gaussian of the cosine distance (`local_scaling`), the top
+`TEACHER_DIMS` eigenvectors of its normalised adjacency D^-½ W D^-½ (the trivial first one
+skipped) each weighted by its eigenvalue squared (`diffusion_embedding`), and an ITQ rotation of
+that embedding so that taking signs loses as little as possible. Codes of `MULTI_GRAPH_MIN_BITS`
+or more split their bits between the embeddings of three graphs with different neighbourhood
+sizes (`teacher_plan`), which differ more than rotations of one. The student learns soft
+versions of these bits (`soft_bits`: each bit's margin, not only its sign) and predicts them
+from the text, which is what extends them to documents outside the graph."""
 
 from __future__ import annotations
 
@@ -32,6 +31,9 @@ SCALE_NEIGHBOUR = 7
 MULTI_GRAPH_MIN_BITS = 64
 GRAPH_K_SCALES = (0.5, 1.0, 2.0)
 ROWS_PER_BLOCK_ELEMENTS = 1 << 24
+# BM25's usual term-frequency saturation and length normalisation (Robertson and Zaragoza).
+BM25_K1 = 1.2
+BM25_B = 0.75
 
 
 def sublinear_tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
@@ -45,6 +47,27 @@ def sublinear_tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     norms[norms == 0] = 1.0
     weighted.data /= np.repeat(norms, np.diff(weighted.indptr)).astype(np.float32)
     return weighted
+
+
+def bm25_rows(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """Unit-length rows of BM25 weights, idf · tf (k1 + 1) / (tf + k1 (1 − b + b · length / mean
+    length)), float32 CSR; empty rows stay zero. The graph's document similarity: a word
+    repeated in one message counts less and less, and long messages (headers, quoted replies)
+    weigh each word less, so neighbours share topics rather than length or boilerplate."""
+    weighted = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    if weighted.shape[1] != len(idf):
+        raise ValueError(f"counts have {weighted.shape[1]} columns, idf has {len(idf)}")
+    lengths = np.asarray(weighted.sum(axis=1)).ravel()
+    mean_length = lengths.mean() if len(lengths) and lengths.mean() > 0 else 1.0
+    saturation = BM25_K1 * (1 - BM25_B + BM25_B * lengths / mean_length)
+    rows = np.repeat(np.arange(weighted.shape[0]), np.diff(weighted.indptr))
+    tf = weighted.data
+    weighted.data = (
+        tf * (BM25_K1 + 1) / (tf + saturation[rows]) * np.asarray(idf, np.float64)[weighted.indices]
+    )
+    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return (sp.diags(1 / norms) @ weighted).astype(np.float32).tocsr()
 
 
 def knn_graph(features: sp.csr_matrix, k: int) -> sp.csr_matrix:

@@ -27,7 +27,7 @@ from docbits.model.autoencoders import (
     build_autoencoder,
 )
 from docbits.model.featurizer import Featurizer
-from docbits.model.graph import fit_spectral_teacher, sublinear_tfidf, teacher_plan
+from docbits.model.graph import bm25_rows, fit_spectral_teacher, sublinear_tfidf, teacher_plan
 from docbits.model.hasher import Hasher
 from docbits.model.rescore import form_scale
 
@@ -242,7 +242,7 @@ def fit_teacher(
     for no teacher or there are too few documents for `bits` eigenvectors."""
     if config.teacher == "none" or config.teacher_weight == 0 or len(graph_rows) < config.bits + 3:
         return None
-    features = sublinear_tfidf(counts[graph_rows], featurizer.idf)
+    features = bm25_rows(counts[graph_rows], featurizer.idf)
     blocks, projections = [], []
     for k, bits in teacher_plan(config.bits, config.graph_k):
         teacher = fit_spectral_teacher(features, bits, k=k, seed=config.seed)

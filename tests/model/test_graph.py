@@ -57,6 +57,27 @@ def test_sublinear_tfidf_rejects_a_mismatched_idf() -> None:
         sublinear_tfidf(sp.csr_matrix(np.ones((2, 3))), np.ones(4))
 
 
+def test_bm25_rows_saturate_repeats_normalise_length_and_unit_rows() -> None:
+    """BM25 weights by hand (k1 1.2, b 0.75) for rows of length 4, 12 and 0 (mean 16/3)."""
+    counts = sp.csr_matrix(np.array([[1.0, 3.0, 0.0], [0.0, 10.0, 2.0], [0.0, 0.0, 0.0]]))
+    idf = np.array([2.0, 1.0, 3.0], dtype=np.float32)
+    weighted = graph.bm25_rows(counts, idf)
+    assert weighted.dtype == np.float32
+
+    def bm25(tf: float, length: float, mean: float = 16 / 3) -> float:
+        return tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * length / mean))
+
+    for row, (length, terms) in enumerate([(4, {0: 1, 1: 3}), (12, {1: 10, 2: 2})]):
+        expected = np.zeros(3)
+        for term, tf in terms.items():
+            expected[term] = bm25(tf, length) * idf[term]
+        np.testing.assert_allclose(weighted[row].toarray()[0], expected / np.linalg.norm(expected))
+    np.testing.assert_array_equal(weighted[2].toarray(), 0.0)
+    assert bm25(10, 12) < 2.2 < 10  # ten repeats weigh less than the saturation bound
+    with pytest.raises(ValueError):
+        graph.bm25_rows(counts, np.ones(4))
+
+
 def brute_force_knn(features: sp.csr_matrix, k: int) -> np.ndarray:
     """Dense reference: the symmetrised kNN cosine graph computed in one go."""
     similarity = (features @ features.T).toarray()
