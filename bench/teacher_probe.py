@@ -85,17 +85,17 @@ def probe(name: str, bits: int, variants: dict[str, str]) -> list[dict]:
     min_df, max_df = vocabulary_limits(len(split.train_texts), TrainConfig())
     featurizer = Featurizer.fit(split.train_texts, TrainConfig().max_features, min_df, max_df)
     counts = featurizer.counts(texts)
-    features = {
-        "sublinear": graph.sublinear_tfidf(counts, featurizer.idf),
-        "bm25": graph.bm25_rows(counts, featurizer.idf),
-    }
+    weightings = {"sublinear": graph.sublinear_tfidf, "bm25": graph.bm25_rows}
+    features: dict[str, sp.csr_matrix] = {}  # each weighting computed once, when a variant asks
     n_train = len(split.train_texts)
     rows = []
     for label, text in variants.items():
         started = time.monotonic()
         variant = parse_variant(text)
-        rows_of = features[variant.get("features", "sublinear")]
-        packed = np.packbits(teacher_codes(rows_of, bits, variant), axis=1)
+        name = variant.get("features", "sublinear")
+        if name not in features:
+            features[name] = weightings[name](counts, featurizer.idf)
+        packed = np.packbits(teacher_codes(features[name], bits, variant), axis=1)
         score = precision_at_k(
             packed[n_train:], packed[:n_train], split.test_labels, split.train_labels
         )["tie_aware"]

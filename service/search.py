@@ -73,9 +73,10 @@ def rescored(
     with the query's; a candidate without a form (all zeros: written by an older process) comes
     last."""
     present = forms.any(axis=1)
-    with_form = [hit for hit, has in zip(found, present.tolist(), strict=True) if has]
+    flags = present.tolist()
+    with_form = [hit for hit, has in zip(found, flags, strict=True) if has]
     without: list[tuple[str, int, float | None]] = [
-        (*hit, None) for hit, has in zip(found, present.tolist(), strict=True) if not has
+        (*hit, None) for hit, has in zip(found, flags, strict=True) if not has
     ]
     order, scores = rescore(form, forms[present], len(with_form))
     ranked: list[tuple[str, int, float | None]] = [

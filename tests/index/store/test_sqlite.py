@@ -52,18 +52,26 @@ def test_a_row_failing_inside_sqlite_rolls_the_batch_back(store: SQLiteStore) ->
     assert store.last_seq() == 1 and store.storage_errors() == []
 
 
+def database_at_version(path: Path, version: int, *statements: str) -> Path:
+    """A new file migrated to `version` only, with `statements` run on it (each given the test
+    fingerprint for as many `?` as it has)."""
+    old = sqlite3.connect(path, isolation_level=None)
+    assert migrate(old, target=version) == version
+    for statement in statements:
+        old.execute(statement, [FP] * statement.count("?"))
+    old.close()
+    return path
+
+
 def test_migrates_a_version_1_database(tmp_path: Path) -> None:
     """A file written by schema version 1 (no updated_at, no feed) opens, migrated, with its data;
     its feed starts empty (followers load the documents from the store itself)."""
-    path = tmp_path / "old.sqlite"
-    old = sqlite3.connect(path, isolation_level=None)
-    assert migrate(old, target=1) == 1
-    old.execute(
+    path = database_at_version(
+        tmp_path / "old.sqlite",
+        1,
         "INSERT INTO documents (id, text, metadata, code, fingerprint, created_at) "
         "VALUES ('old', 'legacy', '{\"a\": 1}', x'0102', ?, 123.5)",
-        [FP],
     )
-    old.close()
     store = SQLiteStore(path)
     assert store.schema_version == SCHEMA_VERSION == 5
     migrated = store.get("old")
@@ -77,21 +85,16 @@ def test_migrates_a_version_1_database(tmp_path: Path) -> None:
 def test_migrates_a_version_4_feed_without_forms(tmp_path: Path) -> None:
     """Changes written before the feed carried forms read back with no form; the index built
     from the store still gets the documents' forms."""
-    path = tmp_path / "v4.sqlite"
-    old = sqlite3.connect(path, isolation_level=None)
-    assert migrate(old, target=4) == 4
-    old.execute(
+    path = database_at_version(
+        tmp_path / "v4.sqlite",
+        4,
         "INSERT INTO documents (id, text, metadata, code, fingerprint, form, created_at, "
-        "updated_at) VALUES ('old', 't', '{}', x'0102', ?, ?, 1.0, 1.0)",
-        [FP, bytes(range(16))],
-    )
-    old.execute(
+        "updated_at) VALUES ('old', 't', '{}', x'0102', ?, x'000102030405060708090a0b0c0d0e0f', "
+        "1.0, 1.0)",
         "INSERT INTO changes (seq, kind, id, code, fingerprint, written_at) "
         "VALUES (1, 'upsert', 'old', x'0102', ?, 1.0)",
-        [FP],
+        "UPDATE feed SET last_seq = 1",
     )
-    old.execute("UPDATE feed SET last_seq = 1")
-    old.close()
     store = SQLiteStore(path)
     assert store.schema_version == SCHEMA_VERSION
     assert [(change.id, change.form) for change in store.changes_since(0)] == [("old", None)]
