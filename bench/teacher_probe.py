@@ -2,8 +2,10 @@
 
 Builds one kNN graph over a corpus's train and test documents together (transductive, no
 labels), turns it into teacher codes with the chosen weighting, and prints tie-aware P@100 of
-the test codes against the train codes. It isolates the teacher from the student, so a graph or
-embedding choice can be checked on every corpus in seconds to minutes.
+the test codes against the train codes, and of the cosine between the continuous embeddings the
+codes are cut from (`embedding_p100`; for one graph, about the best its bits can reach). It
+isolates the teacher from the student, so a graph or embedding choice can be checked on every
+corpus in seconds to minutes.
 
 Usage: .venv/bin/python bench/teacher_probe.py [--corpora NAME ...] [--bits 32]
        [--variant NAME=k:60,scaling:cosine,dims:32,weight:0 ...]
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench.corpora import CORPORA, split_of  # noqa: E402
 from docbits.model import graph  # noqa: E402
 from docbits.model.featurizer import Featurizer  # noqa: E402
-from docbits.model.metrics import precision_at_k  # noqa: E402
+from docbits.model.metrics import precision_at_k, precision_at_k_scores  # noqa: E402
 from docbits.model.train import TrainConfig, vocabulary_limits  # noqa: E402
 
 RECIPE = (
@@ -54,17 +56,18 @@ def parse_variant(text: str) -> dict[str, str]:
     return dict(item.split(":", 1) for item in text.split(",") if item)
 
 
-def teacher_codes(features: sp.csr_matrix, bits: int, variant: dict[str, str]) -> np.ndarray:
-    """(n, bits) bool teacher codes of every row of `features` under one variant."""
+def teacher_codes(
+    features: sp.csr_matrix, bits: int, variant: dict[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, bits) bool teacher codes of every row of `features` under one variant, and the centred
+    continuous embedding they are the signs of a rotation of (blocks side by side)."""
     k = int(variant.get("k", 60))
     if variant.get("plan") == "3" and bits >= graph.MULTI_GRAPH_MIN_BITS:
-        return np.concatenate(
-            [
-                teacher_codes(features, block_bits, {**variant, "k": str(block_k), "plan": "1"})
-                for block_k, block_bits in graph.teacher_plan(bits, k)
-            ],
-            axis=1,
-        )
+        blocks = [
+            teacher_codes(features, block_bits, {**variant, "k": str(block_k), "plan": "1"})
+            for block_k, block_bits in graph.teacher_plan(bits, k)
+        ]
+        return tuple(np.concatenate(parts, axis=1) for parts in zip(*blocks, strict=True))
     built = graph.knn_graph(features, k)
     if variant.get("scaling", "cosine") == "local":
         built = graph.local_scaling(built)
@@ -75,7 +78,7 @@ def teacher_codes(features: sp.csr_matrix, bits: int, variant: dict[str, str]) -
         values, vectors = values[:keep], vectors[:, :keep]
     embedding = vectors * np.maximum(values, 0.0) ** float(variant.get("weight", 0))
     embedding = (embedding - embedding.mean(axis=0)) * np.sqrt(features.shape[0])
-    return embedding @ graph.block_rotation(embedding, bits) >= 0
+    return embedding @ graph.block_rotation(embedding, bits) >= 0, embedding
 
 
 def probe(name: str, bits: int, variants: dict[str, str]) -> list[dict]:
@@ -92,12 +95,17 @@ def probe(name: str, bits: int, variants: dict[str, str]) -> list[dict]:
     for label, text in variants.items():
         started = time.monotonic()
         variant = parse_variant(text)
-        name = variant.get("features", "sublinear")
-        if name not in features:
-            features[name] = weightings[name](counts, featurizer.idf)
-        packed = np.packbits(teacher_codes(features[name], bits, variant), axis=1)
+        weighting = variant.get("features", "sublinear")
+        if weighting not in features:
+            features[weighting] = weightings[weighting](counts, featurizer.idf)
+        codes, embedding = teacher_codes(features[weighting], bits, variant)
+        packed = np.packbits(codes, axis=1)
         score = precision_at_k(
             packed[n_train:], packed[:n_train], split.test_labels, split.train_labels
+        )["tie_aware"]
+        unit = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
+        ceiling = precision_at_k_scores(
+            unit[n_train:], unit[:n_train], split.test_labels, split.train_labels
         )["tie_aware"]
         rows.append(
             {
@@ -106,6 +114,7 @@ def probe(name: str, bits: int, variants: dict[str, str]) -> list[dict]:
                 "variant": label,
                 "settings": text,
                 "p100": round(float(score), 4),
+                "embedding_p100": round(float(ceiling), 4),
                 "seconds": round(time.monotonic() - started, 1),
             }
         )
