@@ -748,6 +748,26 @@ JOB_COLUMNS = (
     "id, config, status, progress, documents, fingerprint, error, owner, lease_expires_at, "
     "created_at, finished_at"
 )
+
+
+def select_jobs(connection: Any, where: str, parameters: Sequence[Any]) -> list[TrainingJob]:
+    """The jobs matching `where` (written in the connection's parameter style), oldest first."""
+    rows = connection.execute(
+        f"SELECT {JOB_COLUMNS} FROM training_jobs WHERE {where} ORDER BY created_at", parameters
+    ).fetchall()
+    return [training_job(row) for row in rows]
+
+
+def checked_artifact(row: Sequence[Any]) -> ModelArtifact:
+    """A ModelArtifact from (fingerprint, config, vocab, weights); StoreError if it is damaged."""
+    artifact = ModelArtifact(row[0], row[1], row[2], bytes(row[3]))
+    try:
+        artifact.check()
+    except ValueError as error:
+        raise StoreError(f"stored model {artifact.fingerprint[:12]} is damaged: {error}") from None
+    return artifact
+
+
 CHANGE_COLUMNS = "seq, kind, id, code, fingerprint, written_at, form"
 # SQL (both backends) for the error of a job whose lease ran out, naming its owner.
 EXPIRED_LEASE_ERROR_SQL = "'the lease of ' || owner || ' expired: its process stopped renewing it'"

@@ -56,12 +56,14 @@ from docbits.index.store.base import (
     check_feed_position,
     check_models,
     check_setting,
+    checked_artifact,
     code_rows,
     document_rows,
     feed_problems,
     job_config_json,
     mask_url,
     packed_codes,
+    select_jobs,
     stored_document,
     stored_forms,
     training_job,
@@ -527,14 +529,7 @@ class PostgresStore(DocumentStore):
             "SELECT fingerprint, config, vocab, weights FROM models WHERE fingerprint = %s",
             [fingerprint],
         )
-        if not rows:
-            return None
-        artifact = ModelArtifact(rows[0][0], rows[0][1], rows[0][2], bytes(rows[0][3]))
-        try:
-            artifact.check()
-        except ValueError as error:
-            raise StoreError(f"stored model {fingerprint[:12]} is damaged: {error}") from None
-        return artifact
+        return checked_artifact(rows[0]) if rows else None
 
     def has_model(self, fingerprint: str) -> bool:
         """Whether a model with this fingerprint is stored."""
@@ -553,7 +548,7 @@ class PostgresStore(DocumentStore):
 
         def work(connection: psycopg.Connection) -> TrainingJob:
             _expire_jobs(connection)
-            running = _jobs(connection, "status = %s", [RUNNING])
+            running = select_jobs(connection, "status = %s", [RUNNING])
             if running:
                 raise JobRunningError(running[0])
             try:
@@ -566,7 +561,7 @@ class PostgresStore(DocumentStore):
                     ).fetchone()
             except psycopg.errors.UniqueViolation as error:
                 if error.diag.constraint_name == "training_jobs_one_running":
-                    running = _jobs(connection, "status = %s", [RUNNING])
+                    running = select_jobs(connection, "status = %s", [RUNNING])
                     raise JobRunningError(running[0] if running else None) from None
                 raise StoreError(f"training job {job_id!r} already exists") from None
             return training_job(row)
@@ -762,15 +757,6 @@ def _write_setting(connection: psycopg.Connection, key: str, value: str) -> None
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [key, value],
     )
-
-
-def _jobs(
-    connection: psycopg.Connection, where: str, parameters: Sequence[Any]
-) -> list[TrainingJob]:
-    rows = connection.execute(
-        f"SELECT {JOB_COLUMNS} FROM training_jobs WHERE {where} ORDER BY created_at", parameters
-    ).fetchall()
-    return [training_job(row) for row in rows]
 
 
 def _expire_jobs(connection: psycopg.Connection) -> list[str]:

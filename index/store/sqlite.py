@@ -28,7 +28,6 @@ from docbits.index.store.base import (
     DELETE,
     EXPIRED_LEASE_ERROR_SQL,
     FAILED,
-    JOB_COLUMNS,
     MODEL,
     RUNNING,
     UPSERT,
@@ -48,14 +47,15 @@ from docbits.index.store.base import (
     check_feed_position,
     check_models,
     check_setting,
+    checked_artifact,
     code_rows,
     document_rows,
     feed_problems,
     job_config_json,
     packed_codes,
+    select_jobs,
     stored_document,
     stored_forms,
-    training_job,
     validate_job_finish,
 )
 
@@ -525,7 +525,7 @@ class SQLiteStore(DocumentStore):
             "SELECT fingerprint, config, vocab, weights FROM models WHERE fingerprint = ?",
             [fingerprint],
         )
-        return _checked_artifact(rows[0]) if rows else None
+        return checked_artifact(rows[0]) if rows else None
 
     def has_model(self, fingerprint: str) -> bool:
         """Whether a model with this fingerprint is stored."""
@@ -540,17 +540,17 @@ class SQLiteStore(DocumentStore):
         now = time.time()
         with self._transaction() as connection:
             _expire_jobs(connection, now)
-            running = _jobs(connection, "status = ?", [RUNNING])
+            running = select_jobs(connection, "status = ?", [RUNNING])
             if running:
                 raise JobRunningError(running[0])
-            if _jobs(connection, "id = ?", [job_id]):
+            if select_jobs(connection, "id = ?", [job_id]):
                 raise StoreError(f"training job {job_id!r} already exists")
             connection.execute(
                 "INSERT INTO training_jobs (id, config, status, owner, lease_expires_at, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [job_id, config_json, RUNNING, owner, now + lease_s, now],
             )
-            return _jobs(connection, "id = ?", [job_id])[0]
+            return select_jobs(connection, "id = ?", [job_id])[0]
 
     def renew_training_job(
         self,
@@ -599,13 +599,13 @@ class SQLiteStore(DocumentStore):
     def get_training_job(self, job_id: str) -> TrainingJob | None:
         """One job as stored, or None."""
         with _translated_errors():
-            jobs = _jobs(self._connection(), "id = ?", [job_id])
+            jobs = select_jobs(self._connection(), "id = ?", [job_id])
         return jobs[0] if jobs else None
 
     def running_training_job(self) -> TrainingJob | None:
         """The job marked running, or None."""
         with _translated_errors():
-            jobs = _jobs(self._connection(), "status = ?", [RUNNING])
+            jobs = select_jobs(self._connection(), "status = ?", [RUNNING])
         return jobs[0] if jobs else None
 
     # ---- health --------------------------------------------------------------------------
@@ -704,24 +704,6 @@ def _write_setting(connection: sqlite3.Connection, key: str, value: str) -> None
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         [key, value],
     )
-
-
-def _checked_artifact(row: Sequence[Any]) -> ModelArtifact:
-    artifact = ModelArtifact(row[0], row[1], row[2], bytes(row[3]))
-    try:
-        artifact.check()
-    except ValueError as error:
-        raise StoreError(f"stored model {artifact.fingerprint[:12]} is damaged: {error}") from None
-    return artifact
-
-
-def _jobs(
-    connection: sqlite3.Connection, where: str, parameters: Sequence[Any]
-) -> list[TrainingJob]:
-    rows = connection.execute(
-        f"SELECT {JOB_COLUMNS} FROM training_jobs WHERE {where} ORDER BY created_at", parameters
-    ).fetchall()
-    return [training_job(row) for row in rows]
 
 
 def _expire_jobs(connection: sqlite3.Connection, now: float) -> list[str]:
