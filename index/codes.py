@@ -85,15 +85,6 @@ def words_to_codes(words: np.ndarray, bits: int) -> np.ndarray:
     return big_endian[:, : bits // 8].copy()
 
 
-def code_to_words(code: bytes, bits: int) -> np.ndarray:
-    """One packed code as its (W,) uint64 words; ValueError when its length does not match."""
-    if not isinstance(code, bytes | bytearray | memoryview):
-        raise ValueError(f"code must be bytes, got {type(code).__name__}")
-    if len(code) != bits // 8:
-        raise ValueError(f"code must be {bits // 8} bytes for a {bits}-bit code, got {len(code)}")
-    return codes_to_words(np.frombuffer(bytes(code), dtype=np.uint8)[None, :])[0]
-
-
 def bucket_statistics(codes: np.ndarray) -> dict[str, Any]:
     """How packed (n, b/8) codes spread over buckets (one per distinct code) and how balanced
     their bits are: is the hash table usable? `histogram` maps bucket size → bucket count;

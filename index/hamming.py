@@ -70,11 +70,6 @@ def shell_masks(bits: int, radius: int) -> np.ndarray:
     return masks
 
 
-def ball_masks(bits: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the whole ball of `radius` (shells 0..radius in order) and each mask's weight."""
-    return shell_range_masks(bits, 0, radius)
-
-
 @lru_cache(maxsize=64)
 def shell_range_masks(bits: int, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
     """Masks of shells first..last (in order) and each mask's weight; cached, read-only."""

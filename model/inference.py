@@ -235,12 +235,6 @@ class FastEncoder:
             tfidf = tfidf.sorted_indices()  # a copy: the caller's matrix stays as it was
         return self.logits_csr(tfidf.indptr, tfidf.indices, tfidf.data)
 
-    def encode_csr(
-        self, indptr: np.ndarray, columns: np.ndarray, weights: np.ndarray
-    ) -> np.ndarray:
-        """Packed codes of CSR rows given as (indptr, sorted columns, float32 weights)."""
-        return pack_codes(self.logits_csr(indptr, columns, weights))
-
     def logits_csr(
         self, indptr: np.ndarray, columns: np.ndarray, weights: np.ndarray
     ) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from docbits.index.bucket_table import BucketTable, bucket_key, bucket_keys
-from docbits.index.hamming import ball_masks
+from docbits.index.hamming import shell_range_masks
 from docbits.index.kernels import probe
 
 
@@ -37,7 +37,7 @@ def test_one_word_keys_are_a_bijection() -> None:
 
 def probe_one(table: BucketTable, codes: np.ndarray, query: int, radius: int) -> list[tuple]:
     """(distance, row) hits of `kernels.probe` for a 64-bit one-word query over `table`."""
-    masks, weights = ball_masks(64, radius)
+    masks, weights = shell_range_masks(64, 0, radius)
     found = probe(
         np.uint64(bucket_key([query])),
         np.array([query], dtype=np.uint64),
@@ -61,7 +61,7 @@ def test_probe_kernel_finds_exactly_the_rows_with_each_probed_code(skewed: bool)
     if skewed:
         codes[:100] = codes[0]  # one bucket far longer than a cell: found by bisection
     table = BucketTable(bucket_keys(codes), np.arange(len(codes), dtype=np.int32))
-    masks, weights = ball_masks(64, 1)
+    masks, weights = shell_range_masks(64, 0, 1)
     for q, query in enumerate(codes[:50, 0].tolist()):
         expected = sorted(
             (int(weight), row)
