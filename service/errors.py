@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from docbits.index.store import DuplicateIdError, StoreFullError, StoreUnavailableError
 from docbits.service.query_string import QueryStringNotUTF8
@@ -19,6 +20,7 @@ RETRY_AFTER_S = 1  # the hint sent with 503 answers that a retry soon may cure
 # Codes of the HTTP errors Starlette and FastAPI raise themselves (routing, static files);
 # any other status would answer `http_error`.
 HTTP_CODE_NAMES = {404: "not_found", 405: "method_not_allowed"}
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 # FastAPI's answer to a JSON body its parser gave up on with something else than a syntax
 # error (nesting too deep, a number too long to convert).
 FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
@@ -102,7 +104,23 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> str:
+    """Every method some route answers at the request's path, for a 405's `Allow` header.
+
+    Starlette lists only the first route whose path matched; a path can match several (the
+    fast `GET /v1/search` route and FastAPI's `POST`, or an id that reads like a sub-path)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
         cause = exc.__cause__
@@ -110,7 +128,10 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
         reason = reason.split(";")[0]  # Python's advice after ";" is for the server, not the client
         return error_response(400, "invalid_json", f"the JSON body cannot be parsed: {reason}")
     code = HTTP_CODE_NAMES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
 async def _query_not_utf8(_: Request, exc: Exception) -> JSONResponse:

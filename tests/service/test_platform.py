@@ -71,6 +71,9 @@ def test_routing_and_validation_errors_use_the_error_shape(bare_client: TestClie
     wrong_method = bare_client.put("/v1/documents")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert wrong_method.headers["allow"] == "POST"
+    # GET has its own fast route, POST FastAPI's: a 405 names both.
+    assert bare_client.put("/v1/search").headers["allow"] == "GET, HEAD, POST"
     invalid = bare_client.post("/v1/documents", json={"documents": [{"text": ""}]})
     assert invalid.status_code == 422
     error = invalid.json()["error"]
