@@ -1,100 +1,92 @@
-"""Property-based fuzz of the whole API from its live OpenAPI schema: no 5xx, documented shapes."""
+"""The whole API fuzzed from its live OpenAPI schema by schemathesis, over real HTTP to `docbits
+serve` on 127.0.0.1: requests that fit the schema and requests that break it, for every
+operation. No answer is a 5xx, and each keeps to its operation's documented status codes,
+content type and response schema."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
+import schemathesis
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.reliability.conftest import Server, serving, topical_documents
-from tests.reliability.openapi_fuzz import Operation, problems, requests, response_schema
 
-FAST_CASES = 150
-SLOW_CASES = 2000
-# Training spawns a worker process per accepted call; it is covered by the hostile-input tests.
-SKIPPED = {("POST", "/v1/model/train")}
-SEEDED = topical_documents(30, prefix="fuzz")
-CASES_RUN: Counter[str] = Counter()
+FAST_CASES_PER_OPERATION = 40
+SLOW_CASES_PER_OPERATION = 400
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[Server]:
+    """An open server with the tiny model and 30 documents, so searches, buckets and similar
+    lookups reach their real code paths; accepted train requests run one short epoch."""
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
-    with serving(data_dir, model_dir=tiny_model) as running:
+    training = ["--train-bits", "16", "--train-epochs", "1"]
+    with serving(data_dir, model_dir=tiny_model, args=training) as running:
         with running.client() as client:
-            assert client.post("/v1/documents", json={"documents": SEEDED}).status_code == 200
+            documents = topical_documents(30, prefix="fuzz")
+            assert client.post("/v1/documents", json={"documents": documents}).status_code == 200
         yield running
 
 
-@pytest.fixture(scope="module")
-def api(fuzz_server: Server) -> tuple[list[Operation], dict[str, Any]]:
-    with fuzz_server.client() as client:
-        schema = client.get("/openapi.json").json()
-    operations = [
-        Operation(method.upper(), template, spec)
-        for template, methods in schema["paths"].items()
-        for method, spec in methods.items()
-        if (method.upper(), template) not in SKIPPED
-    ]
-    return operations, schema["components"]["schemas"]
+def fuzz_every_operation(server: Server, mode: GenerationMode, cases: int) -> Counter[str]:
+    """Send up to `cases` drawn requests per operation; how many each operation got."""
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    sent: Counter[str] = Counter()
+    for operation in operations:
 
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=cases,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+            database=None,
+        )
+        def check(case: schemathesis.Case) -> None:
+            case.call_and_validate(checks=CHECKS, timeout=30)
+            sent[case.operation.label] += 1
 
-def check_one(server: Server, operation: Operation, components: dict[str, Any], data: Any) -> None:
-    """Send one drawn request; the answer is not a 5xx and matches its documented schema."""
-    request = data.draw(requests(operation, components, [doc["id"] for doc in SEEDED]))
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        kwargs: dict[str, Any] = {}
-        if request.has_body:
-            kwargs["content"] = json.dumps(request.body, ensure_ascii=False).encode(
-                errors="surrogatepass"
-            )
-            kwargs["headers"] = {"Content-Type": "application/json"}
-        response = client.request(request.method, request.path, **kwargs)
-    CASES_RUN[f"{operation.method} {operation.template}"] += 1
-    described = f"{request} -> {response.status_code} {response.text[:300]}"
-    assert response.status_code < 500, described
-    schema = response_schema(operation, response.status_code)
-    if operation.template == "/metrics":
-        assert response.status_code == 200
-        return
-    assert schema is not None, f"status not documented: {described}"
-    assert problems(response.json(), schema, components) == [], described
-
-
-def run_fuzz(server: Server, api: tuple[list[Operation], dict[str, Any]], cases: int) -> None:
-    operations, components = api
-
-    @settings(
-        max_examples=cases,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        database=None,
-    )
-    @given(operation=st.sampled_from(operations), data=st.data())
-    def fuzz(operation: Operation, data: Any) -> None:
-        check_one(server, operation, components, data)
-
-    CASES_RUN.clear()
-    fuzz()
-    print(f"\nfuzz cases by route ({sum(CASES_RUN.values())} in all): {dict(CASES_RUN)}")
+        try:
+            check()
+        except Unsatisfiable:  # negative: nothing to break (no inputs, or free-form strings)
+            assert mode is GenerationMode.NEGATIVE, operation.label
+            continue
+    assert len(operations) >= 15, [operation.label for operation in operations]
+    # Every operation takes valid requests; those with bounded inputs (search, documents,
+    # buckets, similar, train) also take invalid ones.
+    assert len(sent) >= (len(operations) if mode is GenerationMode.POSITIVE else 7), sent
+    print(f"\n{mode.value} fuzz: {sum(sent.values())} requests, by operation {dict(sent)}")
     with server.client() as client:
         assert client.get("/readyz").status_code == 200
+    return sent
 
 
-def test_fuzz_every_route_bounded(fuzz_server: Server, api: Any) -> None:
-    run_fuzz(fuzz_server, api, FAST_CASES)
-    assert sum(CASES_RUN.values()) >= FAST_CASES // 2
+@pytest.mark.parametrize("mode", MODES)
+def test_fuzz_every_operation_bounded(fuzz_server: Server, mode: GenerationMode) -> None:
+    fuzz_every_operation(fuzz_server, mode, FAST_CASES_PER_OPERATION)
 
 
 @pytest.mark.slow
-def test_fuzz_every_route_long(fuzz_server: Server, api: Any) -> None:
-    run_fuzz(fuzz_server, api, SLOW_CASES)
-    assert sum(CASES_RUN.values()) >= SLOW_CASES // 2
+@pytest.mark.parametrize("mode", MODES)
+def test_fuzz_every_operation_long(fuzz_server: Server, mode: GenerationMode) -> None:
+    fuzz_every_operation(fuzz_server, mode, SLOW_CASES_PER_OPERATION)
