@@ -30,10 +30,16 @@ def _examples(*examples: dict[str, Any], forbid_extra: bool = False) -> ConfigDi
     return ConfigDict(json_schema_extra={"examples": list(examples)})
 
 
-def _meaningful_text(value: str) -> str:
-    """Refuse text with no visible character, or with NUL characters (an injection smell)."""
+def _without_nul(value: str) -> str:
+    """Refuse NUL characters (an injection smell, and PostgreSQL text cannot hold them)."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _meaningful_text(value: str) -> str:
+    """Refuse text with no visible character, or with NUL characters."""
+    _without_nul(value)
     if not value.strip():
         raise ValueError("must contain at least one non-whitespace character")
     return value
@@ -77,9 +83,7 @@ class DocumentIn(BaseModel):
     @field_validator("id")
     @classmethod
     def _id_has_no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
+        return value if value is None else _without_nul(value)
 
     @field_validator("text")
     @classmethod
@@ -172,6 +176,14 @@ class DeleteRequest(BaseModel):
 
     model_config = _examples({"ids": ["a1", "b2"]}, forbid_extra=True)
     ids: list[DocumentId] = Field(..., min_length=1)
+
+    @field_validator("ids")
+    @classmethod
+    def _ids_have_no_nul(cls, value: list[str]) -> list[str]:
+        """No stored id holds NUL (ingest refuses it), and PostgreSQL cannot compare one."""
+        for doc_id in value:
+            _without_nul(doc_id)
+        return value
 
 
 class DeleteResponse(BaseModel):

@@ -34,13 +34,19 @@ CHECKS = [
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[Server]:
-    """An open server with the tiny model and 30 documents, so searches, buckets and similar
-    lookups reach their real code paths; accepted train requests run one short epoch."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fuzz_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
+) -> Iterator[Server]:
+    """An open server over each store, with the tiny model and 30 documents, so searches,
+    buckets and similar lookups reach their real code paths; accepted train requests run one
+    short epoch. The stores differ in what they refuse (PostgreSQL text cannot hold NUL)."""
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
+    env = {}
+    if request.param == "postgresql":
+        env["DOCBITS_STORE_URL"] = request.getfixturevalue("postgres_server").create_database()
     training = ["--train-bits", "16", "--train-epochs", "1"]
-    with serving(data_dir, model_dir=tiny_model, args=training) as running:
+    with serving(data_dir, model_dir=tiny_model, env=env, args=training) as running:
         with running.client() as client:
             documents = topical_documents(30, prefix="fuzz")
             assert client.post("/v1/documents", json={"documents": documents}).status_code == 200

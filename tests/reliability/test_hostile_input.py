@@ -129,17 +129,26 @@ BAD_READS: list[tuple[str, str, str, dict[str, Any] | None, dict[str, Any]]] = [
     ("delete, empty id list", "POST", "/v1/documents/delete", {"ids": []}, {}),
     ("delete, ids not a list", "POST", "/v1/documents/delete", {"ids": "seed-0"}, {}),
     ("delete, too many ids", "POST", "/v1/documents/delete", {"ids": ["x"] * 21}, {}),
+    ("delete, NUL in an id", "POST", "/v1/documents/delete", {"ids": ["seed-0", "a\x00b"]}, {}),
+    ("read, NUL in the id", "GET", "/v1/documents/seed%00-0", None, {}),
+    ("delete one, NUL in the id", "DELETE", "/v1/documents/seed%00-0", None, {}),
     ("train, bits not a multiple of 8", "POST", "/v1/model/train", {"bits": 12}, {}),
     ("train, negative epochs", "POST", "/v1/model/train", {"epochs": -1}, {}),
     ("train, unknown variant", "POST", "/v1/model/train", {"variant": "quantum"}, {}),
 ]
 
 
-@pytest.fixture(scope="module")
-def limited_server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[Server]:
-    """One server with small limits and eight seeded documents, shared by this module."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def limited_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
+) -> Iterator[Server]:
+    """A server over each store with small limits and eight seeded documents, shared by this
+    module (the stores refuse different things: PostgreSQL text cannot hold NUL)."""
     data_dir = tmp_path_factory.mktemp("hostile") / "data"
-    with serving(data_dir, model_dir=tiny_model, env=LIMITS) as running:
+    env = dict(LIMITS)
+    if request.param == "postgresql":
+        env["DOCBITS_STORE_URL"] = request.getfixturevalue("postgres_server").create_database()
+    with serving(data_dir, model_dir=tiny_model, env=env) as running:
         with running.client() as client:
             assert client.post("/v1/documents", json={"documents": SEEDED}).status_code == 200
         yield running
