@@ -16,7 +16,7 @@ from docbits.service.errors import StartupError, install_error_handlers
 from docbits.service.metrics import RequestMetricsMiddleware
 from docbits.service.request_rules import (
     RequestBodyMiddleware,
-    check_query_string,
+    check_request_target,
     query_parameter_table,
 )
 from docbits.service.routers import buckets, docs, documents, health, metrics, model, page, search
@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         summary="Semantic hashing: documents to short binary codes, codes to hash buckets.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
-        dependencies=[Depends(check_query_string)],
+        dependencies=[Depends(check_request_target)],
     )
     app.state.settings = settings
     app.state.service = state

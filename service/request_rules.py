@@ -1,5 +1,6 @@
-"""What every request must be before a route sees it: a query string with only the parameters
-its route documents, in UTF-8; a body that is UTF-8 JSON, sent as such, within the size limit.
+"""What every request must be before a route sees it: a path without NUL, a query string with
+only the parameters its route documents, in UTF-8; a body that is UTF-8 JSON, sent as such,
+within the size limit.
 
 The rules give each mistake its own error code and a message that says what was expected, rather
 than the generic validation error (or silence) the mistake would otherwise get.
@@ -62,18 +63,23 @@ def refuse_unknown_query_parameters(
     )
 
 
-async def check_query_string(request: Request) -> None:
-    """App-wide dependency of FastAPI's routes: UTF-8 query string, documented names only.
+async def check_request_target(request: Request) -> None:
+    """App-wide dependency of FastAPI's routes: no NUL in the path (no stored id, job or code
+    holds one, and PostgreSQL could not even compare it), a UTF-8 query string with the
+    documented names only.
 
     App-wide dependencies run before the routes' own, so a route's key check is run here first:
     a request without the right key gets 401, as it would for any other invalid request.
     """
     route = request.scope.get("route")
     names = [name for name, _ in strict_query_pairs(request.scope["query_string"])]
-    if route is None or not names:
+    if route is None:
         return
     try:
-        refuse_unknown_query_parameters(request.app, request.method, route.path_format, names)
+        if "\x00" in request.scope["path"]:
+            raise ApiError(404, "not_found", "nothing here has a name with a NUL character")
+        if names:
+            refuse_unknown_query_parameters(request.app, request.method, route.path_format, names)
     except ApiError:
         for dependency in route.dependant.dependencies:
             if dependency.call in (require_read, require_write):

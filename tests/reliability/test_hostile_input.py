@@ -132,6 +132,8 @@ BAD_READS: list[tuple[str, str, str, dict[str, Any] | None, dict[str, Any]]] = [
     ("delete, NUL in an id", "POST", "/v1/documents/delete", {"ids": ["seed-0", "a\x00b"]}, {}),
     ("read, NUL in the id", "GET", "/v1/documents/seed%00-0", None, {}),
     ("delete one, NUL in the id", "DELETE", "/v1/documents/seed%00-0", None, {}),
+    ("similar, NUL in the id", "GET", "/v1/documents/seed%00-0/similar", None, {}),
+    ("job, NUL in the id", "GET", "/v1/model/jobs/a%00b", None, {}),
     ("train, bits not a multiple of 8", "POST", "/v1/model/train", {"bits": 12}, {}),
     ("train, negative epochs", "POST", "/v1/model/train", {"epochs": -1}, {}),
     ("train, unknown variant", "POST", "/v1/model/train", {"variant": "quantum"}, {}),
