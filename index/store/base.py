@@ -748,6 +748,9 @@ JOB_COLUMNS = (
     "id, config, status, progress, documents, fingerprint, error, owner, lease_expires_at, "
     "created_at, finished_at"
 )
+CHANGE_COLUMNS = "seq, kind, id, code, fingerprint, written_at, form"
+# SQL (both backends) for the error of a job whose lease ran out, naming its owner.
+EXPIRED_LEASE_ERROR_SQL = "'the lease of ' || owner || ' expired: its process stopped renewing it'"
 
 
 def select_jobs(connection: Any, where: str, parameters: Sequence[Any]) -> list[TrainingJob]:
@@ -766,8 +769,3 @@ def checked_artifact(row: Sequence[Any]) -> ModelArtifact:
     except ValueError as error:
         raise StoreError(f"stored model {artifact.fingerprint[:12]} is damaged: {error}") from None
     return artifact
-
-
-CHANGE_COLUMNS = "seq, kind, id, code, fingerprint, written_at, form"
-# SQL (both backends) for the error of a job whose lease ran out, naming its owner.
-EXPIRED_LEASE_ERROR_SQL = "'the lease of ' || owner || ' expired: its process stopped renewing it'"

@@ -159,6 +159,15 @@ def start_server(
     return server
 
 
+def store_environment(request: pytest.FixtureRequest) -> dict[str, str]:
+    """For a fixture parametrized by store: `DOCBITS_STORE_URL` of a fresh database on the
+    session's PostgreSQL server for "postgresql", nothing (the SQLite default) for "sqlite"."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_server").create_database()
+        return {"DOCBITS_STORE_URL": url}
+    return {}
+
+
 @contextmanager
 def serving(data_dir: Path, **options: Any) -> Iterator[Server]:
     """A server for the length of the block; always stopped afterwards, also on failure."""

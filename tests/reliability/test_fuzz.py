@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.reliability.conftest import Server, serving, topical_documents
+from tests.reliability.conftest import Server, serving, store_environment, topical_documents
 
 FAST_CASES_PER_OPERATION = 40
 SLOW_CASES_PER_OPERATION = 400
@@ -42,10 +42,8 @@ def fuzz_server(
     buckets and similar lookups reach their real code paths; accepted train requests run one
     short epoch. The stores differ in what they refuse (PostgreSQL text cannot hold NUL)."""
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
-    env = {}
-    if request.param == "postgresql":
-        env["DOCBITS_STORE_URL"] = request.getfixturevalue("postgres_server").create_database()
     training = ["--train-bits", "16", "--train-epochs", "1"]
+    env = store_environment(request)
     with serving(data_dir, model_dir=tiny_model, env=env, args=training) as running:
         with running.client() as client:
             documents = topical_documents(30, prefix="fuzz")

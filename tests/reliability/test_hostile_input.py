@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.reliability.conftest import Server, serving, topical_documents
+from tests.reliability.conftest import Server, serving, store_environment, topical_documents
 
 LIMITS = {
     "DOCBITS_MAX_TEXT_BYTES": "20000",
@@ -147,9 +147,7 @@ def limited_server(
     """A server over each store with small limits and eight seeded documents, shared by this
     module (the stores refuse different things: PostgreSQL text cannot hold NUL)."""
     data_dir = tmp_path_factory.mktemp("hostile") / "data"
-    env = dict(LIMITS)
-    if request.param == "postgresql":
-        env["DOCBITS_STORE_URL"] = request.getfixturevalue("postgres_server").create_database()
+    env = LIMITS | store_environment(request)
     with serving(data_dir, model_dir=tiny_model, env=env) as running:
         with running.client() as client:
             assert client.post("/v1/documents", json={"documents": SEEDED}).status_code == 200
